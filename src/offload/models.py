@@ -1,0 +1,205 @@
+"""The data model: apps, functions, events, runs, steps, queue items, waits and keys.
+
+Every record is a frozen dataclass; times are aware UTC datetimes. The store
+returns these, never rows. Everything is a run: HTTP tasks are runs of the
+built-in ``http`` function, durable functions are runs of synced functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+HTTP_FUNCTION_ID = "http"
+"""The built-in function that HTTP tasks are runs of."""
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life. Terminal: completed, failed, cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for statuses a run never leaves."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepKind(StrEnum):
+    """What a step does."""
+
+    RUN = "run"
+    SLEEP = "sleep"
+    WAIT_FOR_EVENT = "wait_for_event"
+    INVOKE = "invoke"
+    REQUEST = "request"
+    CALLBACK = "callback"
+
+
+class StepStatus(StrEnum):
+    """Where a step is. ``errored`` means an attempt failed and another is due."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    ERRORED = "errored"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ItemKind(StrEnum):
+    """What a queue item asks the scheduler to do."""
+
+    RUN = "run"
+    """Execute the next attempt of a run (call the target or the app)."""
+    CALLBACK = "callback"
+    """Deliver an HTTP task's outcome to its callback URL."""
+    EVENT = "event"
+    """Fan an accepted event out: start triggered runs, resume waits, cancel runs."""
+    WAIT_TIMEOUT = "wait_timeout"
+    """A wait-for-event or invoke reached its timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A hashed API key; the secret itself is shown once at creation."""
+
+    id: str
+    name: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """A set of functions served at one URL."""
+
+    id: str
+    url: str
+    sdk: str | None
+    framework: str | None
+    app_version: str | None
+    checksum: str | None
+    sync_error: str | None
+    synced_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """A synced function. ``config`` is the SDK's function config as registered."""
+
+    id: str
+    app_id: str
+    name: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A named JSON payload. ``ts`` is the sender's time in epoch milliseconds."""
+
+    id: str
+    name: str
+    data: Any
+    ts: int
+    received_at: datetime
+    user: Any = None
+    external_id: str | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        """The event as the SDKs and expressions see it."""
+        return {"id": self.id, "name": self.name, "data": self.data, "user": self.user or {},
+                "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A memoized unit inside a run; a completed step's output is written once."""
+
+    run_id: str
+    id: str
+    name: str
+    kind: StepKind
+    status: StepStatus
+    attempts: int
+    position: int
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of one function for one trigger."""
+
+    id: str
+    function_id: str
+    status: RunStatus
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    app_id: str | None = None
+    event_ids: list[str] = field(default_factory=list)
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    queue: str | None = None
+    correlation_id: str | None = None
+    replay_of: str | None = None
+    idempotency_key: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    steps: list[Step] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """What the scheduler claims: a due unit of work under a lease."""
+
+    id: str
+    kind: ItemKind
+    run_id: str | None
+    due_at: datetime
+    priority: int
+    queue: str
+    payload: dict[str, Any]
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    expiries: int = 0
+    concurrency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A run paused until an event (wait-for-event) or a run's end (invoke)."""
+
+    id: str
+    run_id: str
+    step_id: str
+    event_name: str | None
+    expression: str | None
+    correlation_id: str | None
+    trigger: dict[str, Any] | None
+    expires_at: datetime | None
+    created_at: datetime

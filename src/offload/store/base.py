@@ -1,0 +1,332 @@
+"""The Store contract: the only place the engine's state is read or written.
+
+Reads are ``<noun>_<verb>`` methods. Every write that moves work forward goes
+through :meth:`Store.apply`, one transaction that is optionally *fenced* by the
+lease of a claimed queue item: if the lease moved on (the item was rescued,
+re-claimed or cancelled), nothing is written and :class:`LeaseLostError` is
+raised. That one entry point keeps the two implementations small and makes
+"each step result and run outcome recorded exactly once" a property of one
+method that the contract suite pins on both databases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+from offload.models import (
+    ApiKey,
+    App,
+    Event,
+    Function,
+    ItemKind,
+    QueueItem,
+    Run,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    Wait,
+)
+
+
+class _Unset:
+    """Marker for "leave this field as it is" in patches."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The claimed queue item a change completes, with the lease token it was claimed under."""
+
+    item_id: str
+    lease_token: str
+
+
+@dataclass(slots=True)
+class NewItem:
+    """A queue item to insert. ``due_at`` already includes any priority head start."""
+
+    kind: ItemKind
+    due_at: datetime
+    run_id: str | None = None
+    queue: str = "default"
+    priority: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    concurrency_key: str | None = None
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class Idempotency:
+    """One run per ``(scope, key)`` until ``expires_at``."""
+
+    scope: str
+    key: str
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run to create, with the queue items that start it."""
+
+    id: str
+    function_id: str
+    created_at: datetime
+    app_id: str | None = None
+    status: RunStatus = RunStatus.QUEUED
+    input: Any = None
+    event_ids: list[str] = field(default_factory=list)
+    queue: str | None = None
+    correlation_id: str | None = None
+    replay_of: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    idempotency: Idempotency | None = None
+    items: list[NewItem] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event to store. With ``fanout`` an EVENT item is queued to start and resume runs."""
+
+    id: str
+    name: str
+    data: Any
+    ts: int
+    received_at: datetime
+    user: Any = None
+    external_id: str | None = None
+    fanout: bool = True
+
+
+@dataclass(slots=True)
+class RunPatch:
+    """Fields of a run to change; UNSET leaves a field alone. Terminal runs are never patched."""
+
+    run_id: str
+    status: RunStatus | None = None
+    attempt: int | None = None
+    output: Any = UNSET
+    error: Any = UNSET
+    state: Any = UNSET
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class StepWrite:
+    """A step to insert or update. A completed or failed step is never overwritten."""
+
+    run_id: str
+    id: str
+    name: str
+    kind: StepKind
+    status: StepStatus
+    attempts: int = 0
+    input: Any = UNSET
+    output: Any = UNSET
+    error: Any = UNSET
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class NewWait:
+    """A pause: resumed by a matching event, an invoked run's end, or its timeout item."""
+
+    id: str
+    run_id: str
+    step_id: str
+    created_at: datetime
+    event_name: str | None = None
+    expression: str | None = None
+    correlation_id: str | None = None
+    trigger: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Resume:
+    """Resume a wait: applied only if the wait still exists (the first resumer wins)."""
+
+    wait_id: str
+    run_id: str
+    step: StepWrite
+    item: NewItem
+
+
+@dataclass(slots=True)
+class Change:
+    """Everything one unit of work writes, committed in one transaction."""
+
+    fence: Fence | None = None
+    keep_fenced_item: bool = False
+    events: list[NewEvent] = field(default_factory=list)
+    runs: list[NewRun] = field(default_factory=list)
+    run_patches: list[RunPatch] = field(default_factory=list)
+    steps: list[StepWrite] = field(default_factory=list)
+    items: list[NewItem] = field(default_factory=list)
+    waits: list[NewWait] = field(default_factory=list)
+    delete_waits_of_runs: list[str] = field(default_factory=list)
+    resumes: list[Resume] = field(default_factory=list)
+    cron_tick: tuple[str, datetime] | None = None
+
+
+@dataclass(slots=True)
+class ChangeResult:
+    """What :meth:`Store.apply` did: runs and events with whether each was new."""
+
+    runs: list[tuple[Run, bool]] = field(default_factory=list)
+    events: list[tuple[Event, bool]] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    cron_fired: bool = True
+    enqueued: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Filters for :meth:`Store.run_list`; None means no filter."""
+
+    statuses: tuple[RunStatus, ...] = ()
+    function_id: str | None = None
+    queue: str | None = None
+    event_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, newest first, and the cursor of the next page."""
+
+    data: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rescued:
+    """A queue item whose lease expired: made due again, or given up on."""
+
+    item_id: str
+    run_id: str | None
+    expiries: int
+    exhausted: bool
+
+
+class Store(Protocol):
+    """What the engine needs from a database. Methods are sorted by noun."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError unless the database answers."""
+
+    def add_listener(self, callback: Any) -> None:
+        """Call ``callback()`` (no arguments, from the event loop) when new work may be due."""
+
+    async def api_key_insert(self, *, key: ApiKey, key_hash: str) -> None:
+        """Store a new API key by its hash."""
+
+    async def api_key_find(self, *, key_hash: str) -> ApiKey | None:
+        """The unrevoked key with this hash, or None."""
+
+    async def api_key_list(self) -> list[ApiKey]:
+        """Every key, newest first."""
+
+    async def api_key_revoke(self, *, key_id: str, at: datetime) -> bool:
+        """Revoke a key; False if there is no such key."""
+
+    async def app_delete(self, *, app_id: str) -> bool:
+        """Remove an app and its functions."""
+
+    async def app_get(self, *, app_id: str) -> App | None:
+        """One app."""
+
+    async def app_list(self) -> list[App]:
+        """Every app."""
+
+    async def app_set_sync_error(self, *, app_id: str, error: str | None, at: datetime) -> None:
+        """Record the outcome of the last sync attempt."""
+
+    async def app_sync(
+        self, *, app: App, functions: list[Function]
+    ) -> bool:
+        """Upsert the app and replace its function set atomically; False if unchanged."""
+
+    async def apply(self, change: Change) -> ChangeResult:
+        """Commit a change atomically; raise LeaseLostError if its fence no longer holds."""
+
+    async def cron_last_tick(self, *, function_id: str) -> datetime | None:
+        """The latest tick recorded for a cron function."""
+
+    async def event_get(self, *, event_id: str) -> Event | None:
+        """One event."""
+
+    async def event_list(
+        self, *, name: str | None, after: datetime | None, before: datetime | None,
+        cursor: str | None, limit: int,
+    ) -> Page[Event]:
+        """Events newest first."""
+
+    async def function_get(self, *, function_id: str) -> Function | None:
+        """One function."""
+
+    async def function_list(self, *, app_id: str | None = None) -> list[Function]:
+        """Functions, optionally of one app."""
+
+    async def lease_renew(self, *, owner: str, until: datetime) -> int:
+        """Extend every live lease held by ``owner``; the number renewed."""
+
+    async def lease_rescue_expired(
+        self, *, now: datetime, max_expiries: int
+    ) -> list[Rescued]:
+        """Make items with expired leases due again; fail runs past ``max_expiries``."""
+
+    async def queue_claim(
+        self, *, owner: str, token: str, now: datetime, limit: int, lease_until: datetime,
+        kinds: tuple[ItemKind, ...] | None = None,
+    ) -> list[QueueItem]:
+        """Lease up to ``limit`` due items, earliest first; marks their runs running."""
+
+    async def queue_depth(self) -> dict[str, int]:
+        """Queued items per queue name."""
+
+    async def queue_next_due(self) -> datetime | None:
+        """When the earliest unleased item becomes due."""
+
+    async def queue_release(self, *, fence: Fence, due_at: datetime) -> bool:
+        """Give a claimed item back, due at ``due_at``; False if the lease moved on."""
+
+    async def run_cancel(
+        self, *, run_id: str, at: datetime, error: dict[str, Any]
+    ) -> Run | None:
+        """Cancel a run that has not ended: drop its items and waits. None if already ended."""
+
+    async def run_get(self, *, run_id: str, with_steps: bool = True) -> Run | None:
+        """One run, with its steps in order."""
+
+    async def run_list(
+        self, *, filter: RunFilter, cursor: str | None, limit: int
+    ) -> Page[Run]:
+        """Runs newest first (without steps)."""
+
+    async def run_prune(self, *, ended_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` ended runs (with steps) and old events; the number deleted."""
+
+    async def wait_list(self, *, event_name: str | None = None,
+                        correlation_id: str | None = None) -> list[Wait]:
+        """Waits for an event name, or for an invoked run's correlation id."""

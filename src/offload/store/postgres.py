@@ -1,0 +1,157 @@
+"""PostgreSQL store: many engine processes on many machines share one database.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` so engines never wait on each other;
+a transaction that queues work sends ``NOTIFY offload_work`` and every engine
+``LISTEN``s, so new work is picked up at once wherever it was accepted. The
+queries are :class:`SqlStore`'s, run on pooled connections in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from offload.clock import now_ms
+from offload.errors import StoreError, StoreUnavailableError
+from offload.store.migrate import load_migrations, pending
+from offload.store.sql import SqlStore, Tx
+
+T = TypeVar("T")
+CHANNEL = "offload_work"
+_LOCK_ID = 0x6F66666C6F6164  # "offload": serialises migrations across engines
+
+
+class _PgTx(Tx):
+    _cache: dict[str, str] = {}
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self._cur = cur
+        self.notify = False
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        converted = self._cache.get(sql)
+        if converted is None:
+            converted = sql.replace("%", "%%").replace("?", "%s")
+            self._cache[sql] = converted
+        self._cur.execute(converted, tuple(params))  # type: ignore[call-overload]
+        return self._cur.fetchall() if self._cur.description else []
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+
+class PostgresStore(SqlStore):
+    """The shared store for several engines. ``url`` is a libpq URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        super().__init__()
+        self.url = url
+        self._pool_size = pool_size
+        self._pool: ConnectionPool | None = None
+        self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="offload-pg")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    async def open(self) -> None:
+        """Connect, apply migrations and start listening for wake-ups."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size,
+                                        open=False, kwargs={"autocommit": False})
+            await asyncio.to_thread(self._pool.open, True, 10.0)
+            await asyncio.to_thread(self._migrate)
+        except (psycopg.Error, Exception) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreUnavailableError(f"cannot reach PostgreSQL: {exc}") from exc
+        self._listener = threading.Thread(target=self._listen_loop, name="offload-pg-listen",
+                                          daemon=True)
+        self._listener.start()
+
+    def _migrate(self) -> None:
+        assert self._pool is not None
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            conn.execute("CREATE TABLE IF NOT EXISTS offload_schema (version INTEGER PRIMARY KEY,"
+                         " name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            applied = {r[0] for r in conn.execute("SELECT version FROM offload_schema")}
+            for migration in pending(applied, load_migrations("postgres")):
+                for statement in migration.statements:
+                    conn.execute(statement.encode())
+                conn.execute("INSERT INTO offload_schema VALUES (%s, %s, %s)",
+                             (migration.version, migration.name, now_ms()))
+
+    async def close(self) -> None:
+        """Stop listening and close the pool."""
+        self._closing.set()
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
+            self._pool = None
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join, 5.0)
+        self._threads.shutdown(wait=False)
+
+    def _listen_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._closing.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            if self._loop is not None:
+                                self._loop.call_soon_threadsafe(self._notify_listeners)
+            except psycopg.Error:
+                self._closing.wait(1.0)
+
+    # -- backend hooks -------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        return await self._run(fn, write=True)
+
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        return await self._run(fn, write=False)
+
+    async def _run(self, fn: Callable[[Tx], T], *, write: bool) -> T:
+        if self._pool is None:
+            raise StoreUnavailableError("the store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._in_thread, fn, write)
+
+    def _in_thread(self, fn: Callable[[Tx], T], write: bool) -> T:
+        assert self._pool is not None
+        try:
+            with self._pool.connection(timeout=10.0) as conn:
+                with conn.transaction(), conn.cursor() as cur:
+                    tx = _PgTx(cur)
+                    value = fn(tx)
+                    if write and tx.notify:
+                        cur.execute(f"NOTIFY {CHANNEL}")
+                return value
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
+        except psycopg.errors.SerializationFailure as exc:
+            raise StoreError(f"PostgreSQL serialization failure: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL error: {exc}") from exc
+        except Exception as exc:
+            if "couldn't get a connection" in str(exc):
+                raise StoreUnavailableError(f"PostgreSQL unavailable: {exc}") from exc
+            raise
+
+    def _claim_sql(self, kinds: int) -> str:
+        kind_clause = f"AND kind IN ({', '.join('?' * kinds)})" if kinds else ""
+        return (
+            "UPDATE queue_items q SET lease_owner = ?, lease_token = ?, lease_expires_at = ? "
+            "FROM (SELECT id FROM queue_items WHERE lease_owner IS NULL AND due_at <= ? "
+            f"{kind_clause} ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) c WHERE q.id = c.id "
+            "RETURNING q.id, q.kind, q.run_id, q.due_at, q.priority, q.queue, q.payload, "
+            "q.lease_token, q.lease_expires_at, q.expiries, q.concurrency_key"
+        )

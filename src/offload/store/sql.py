@@ -1,0 +1,735 @@
+"""The Store, written once against a small DB-API surface and run on both databases.
+
+:class:`SqlStore` holds every query. A backend (``sqlite.py``, ``postgres.py``)
+supplies only how a function gets a transaction (``_write``) or a read
+connection (``_read``), and the few statements whose SQL differs (the claim).
+Functions passed to the backend are synchronous and run in the backend's
+threads; they receive a :class:`Tx`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from offload.clock import from_ms, to_ms
+from offload.errors import LeaseLostError
+from offload.models import (
+    TERMINAL_STATUSES,
+    ApiKey,
+    App,
+    Event,
+    Function,
+    ItemKind,
+    QueueItem,
+    Run,
+    RunStatus,
+    Step,
+    StepKind,
+    StepStatus,
+    Wait,
+)
+from offload.store.base import (
+    UNSET,
+    Change,
+    ChangeResult,
+    Fence,
+    NewItem,
+    NewRun,
+    Page,
+    Rescued,
+    RunFilter,
+    RunPatch,
+    StepWrite,
+)
+
+T = TypeVar("T")
+
+RUN_COLS = (
+    "id, app_id, function_id, status, attempt, event_ids, input, output, error, queue, "
+    "correlation_id, replay_of, idempotency_key, state, created_at, started_at, ended_at, "
+    "updated_at"
+)
+STEP_COLS = (
+    "run_id, id, name, kind, status, attempts, position, input, output, error, started_at, "
+    "ended_at"
+)
+ITEM_COLS = (
+    "id, kind, run_id, due_at, priority, queue, payload, lease_token, lease_expires_at, "
+    "expiries, concurrency_key"
+)
+EVENT_COLS = "id, name, data, ts, received_at, user_data, external_id"
+APP_COLS = (
+    "id, url, sdk, framework, app_version, checksum, sync_error, synced_at, created_at, "
+    "updated_at"
+)
+FUNCTION_COLS = "id, app_id, name, config, created_at, updated_at"
+WAIT_COLS = (
+    "id, run_id, step_id, event_name, expression, correlation_id, trigger, expires_at, "
+    "created_at"
+)
+KEY_COLS = "id, name, scope, created_at, last_used_at, revoked_at"
+TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+
+
+class Tx(abc.ABC):
+    """One transaction (or read connection) as the store's functions see it."""
+
+    notify: bool = False
+    """Set when the transaction queued work, so listeners are woken after commit."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement with ``?`` placeholders; the rows it returned."""
+
+    @property
+    @abc.abstractmethod
+    def rowcount(self) -> int:
+        """Rows changed by the last statement."""
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a column."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def loads(text: str | None) -> Any:
+    """A JSON column's value (NULL is None)."""
+    return None if text is None else orjson.loads(text)
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else to_ms(value)
+
+
+def _in(values: Sequence[Any]) -> str:
+    return "(" + ", ".join("?" for _ in values) + ")"
+
+
+def row_run(r: tuple[Any, ...]) -> Run:
+    """A ``runs`` row as a Run."""
+    return Run(
+        id=r[0], app_id=r[1], function_id=r[2], status=RunStatus(r[3]), attempt=r[4],
+        event_ids=loads(r[5]) or [], input=loads(r[6]), output=loads(r[7]), error=loads(r[8]),
+        queue=r[9], correlation_id=r[10], replay_of=r[11], idempotency_key=r[12],
+        state=loads(r[13]) or {}, created_at=_dt(r[14]), started_at=from_ms(r[15]),
+        ended_at=from_ms(r[16]), updated_at=_dt(r[17]),
+    )
+
+
+def row_step(r: tuple[Any, ...]) -> Step:
+    """A ``steps`` row as a Step."""
+    return Step(
+        run_id=r[0], id=r[1], name=r[2], kind=StepKind(r[3]), status=StepStatus(r[4]),
+        attempts=r[5], position=r[6], input=loads(r[7]), output=loads(r[8]), error=loads(r[9]),
+        started_at=from_ms(r[10]), ended_at=from_ms(r[11]),
+    )
+
+
+def row_item(r: tuple[Any, ...]) -> QueueItem:
+    """A ``queue_items`` row as a QueueItem."""
+    return QueueItem(
+        id=r[0], kind=ItemKind(r[1]), run_id=r[2], due_at=_dt(r[3]), priority=r[4], queue=r[5],
+        payload=loads(r[6]) or {}, lease_token=r[7], lease_expires_at=from_ms(r[8]),
+        expiries=r[9], concurrency_key=r[10],
+    )
+
+
+def row_event(r: tuple[Any, ...]) -> Event:
+    """An ``events`` row as an Event."""
+    return Event(id=r[0], name=r[1], data=loads(r[2]), ts=r[3], received_at=_dt(r[4]),
+                 user=loads(r[5]), external_id=r[6])
+
+
+def row_app(r: tuple[Any, ...]) -> App:
+    """An ``apps`` row as an App."""
+    return App(id=r[0], url=r[1], sdk=r[2], framework=r[3], app_version=r[4], checksum=r[5],
+               sync_error=r[6], synced_at=from_ms(r[7]), created_at=_dt(r[8]),
+               updated_at=_dt(r[9]))
+
+
+def row_function(r: tuple[Any, ...]) -> Function:
+    """A ``functions`` row as a Function."""
+    return Function(id=r[0], app_id=r[1], name=r[2], config=loads(r[3]), created_at=_dt(r[4]),
+                    updated_at=_dt(r[5]))
+
+
+def row_wait(r: tuple[Any, ...]) -> Wait:
+    """A ``waits`` row as a Wait."""
+    return Wait(id=r[0], run_id=r[1], step_id=r[2], event_name=r[3], expression=r[4],
+                correlation_id=r[5], trigger=loads(r[6]), expires_at=from_ms(r[7]),
+                created_at=_dt(r[8]))
+
+
+def row_key(r: tuple[Any, ...]) -> ApiKey:
+    """An ``api_keys`` row as an ApiKey."""
+    return ApiKey(id=r[0], name=r[1], scope=r[2], created_at=_dt(r[3]),
+                  last_used_at=from_ms(r[4]), revoked_at=from_ms(r[5]))
+
+
+def _dt(value: int) -> datetime:
+    out = from_ms(value)
+    assert out is not None
+    return out
+
+
+class SqlStore(abc.ABC):
+    """Every query of the Store; subclasses supply transactions and dialect SQL."""
+
+    url: str
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- backend hooks -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a write transaction; commit, or roll back on error."""
+
+    @abc.abstractmethod
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` on a read connection."""
+
+    @abc.abstractmethod
+    def _claim_sql(self, kinds: int) -> str:
+        """The statement that leases due items: params owner, token, until, now, [kinds], limit."""
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` from the event loop when new work may be due."""
+        self._listeners.append(callback)
+
+    def _notify_listeners(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError unless the database answers."""
+        await self._read(lambda tx: tx.execute("SELECT 1"))
+
+    # -- api keys ------------------------------------------------------------------------
+
+    async def api_key_insert(self, *, key: ApiKey, key_hash: str) -> None:
+        """Store a new API key by its hash."""
+        def fn(tx: Tx) -> None:
+            tx.execute(
+                "INSERT INTO api_keys (id, name, scope, key_hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key.id, key.name, key.scope, key_hash, to_ms(key.created_at)),
+            )
+        await self._write(fn)
+
+    async def api_key_find(self, *, key_hash: str) -> ApiKey | None:
+        """The unrevoked key with this hash, or None."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {KEY_COLS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+            (key_hash,)))
+        return row_key(rows[0]) if rows else None
+
+    async def api_key_list(self) -> list[ApiKey]:
+        """Every key, newest first."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {KEY_COLS} FROM api_keys ORDER BY created_at DESC"))
+        return [row_key(r) for r in rows]
+
+    async def api_key_revoke(self, *, key_id: str, at: datetime) -> bool:
+        """Revoke a key; False if there is no such key."""
+        def fn(tx: Tx) -> bool:
+            tx.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                       (to_ms(at), key_id))
+            return tx.rowcount > 0
+        return await self._write(fn)
+
+    # -- apps and functions ------------------------------------------------------------
+
+    async def app_delete(self, *, app_id: str) -> bool:
+        """Remove an app and its functions."""
+        def fn(tx: Tx) -> bool:
+            tx.execute("DELETE FROM functions WHERE app_id = ?", (app_id,))
+            tx.execute("DELETE FROM apps WHERE id = ?", (app_id,))
+            return tx.rowcount > 0
+        return await self._write(fn)
+
+    async def app_get(self, *, app_id: str) -> App | None:
+        """One app."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {APP_COLS} FROM apps WHERE id = ?", (app_id,)))
+        return row_app(rows[0]) if rows else None
+
+    async def app_list(self) -> list[App]:
+        """Every app, by id."""
+        rows = await self._read(lambda tx: tx.execute(f"SELECT {APP_COLS} FROM apps ORDER BY id"))
+        return [row_app(r) for r in rows]
+
+    async def app_set_sync_error(self, *, app_id: str, error: str | None, at: datetime) -> None:
+        """Record the outcome of the last sync attempt."""
+        await self._write(lambda tx: tx.execute(
+            "UPDATE apps SET sync_error = ?, updated_at = ? WHERE id = ?",
+            (error, to_ms(at), app_id)))
+
+    async def app_sync(self, *, app: App, functions: list[Function]) -> bool:
+        """Upsert the app and replace its function set atomically; False if unchanged."""
+        def fn(tx: Tx) -> bool:
+            rows = tx.execute("SELECT checksum, url FROM apps WHERE id = ?", (app.id,))
+            unchanged = bool(rows) and rows[0][0] == app.checksum and rows[0][1] == app.url
+            synced = _ms(app.synced_at)
+            if rows:
+                tx.execute(
+                    "UPDATE apps SET url = ?, sdk = ?, framework = ?, app_version = ?, "
+                    "checksum = ?, sync_error = NULL, synced_at = ?, updated_at = ? WHERE id = ?",
+                    (app.url, app.sdk, app.framework, app.app_version, app.checksum, synced,
+                     to_ms(app.updated_at), app.id))
+            else:
+                tx.execute(
+                    f"INSERT INTO apps ({APP_COLS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    (app.id, app.url, app.sdk, app.framework, app.app_version, app.checksum,
+                     synced, to_ms(app.created_at), to_ms(app.updated_at)))
+            if unchanged:
+                return False
+            keep = [f.id for f in functions]
+            if keep:
+                tx.execute(f"DELETE FROM functions WHERE app_id = ? AND id NOT IN {_in(keep)}",
+                           (app.id, *keep))
+            else:
+                tx.execute("DELETE FROM functions WHERE app_id = ?", (app.id,))
+            for f in functions:
+                tx.execute(
+                    f"INSERT INTO functions ({FUNCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET app_id = excluded.app_id, "
+                    "name = excluded.name, config = excluded.config, "
+                    "updated_at = excluded.updated_at",
+                    (f.id, f.app_id, f.name, dumps(f.config), to_ms(f.created_at),
+                     to_ms(f.updated_at)))
+            return True
+        return await self._write(fn)
+
+    async def function_get(self, *, function_id: str) -> Function | None:
+        """One function."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {FUNCTION_COLS} FROM functions WHERE id = ?", (function_id,)))
+        return row_function(rows[0]) if rows else None
+
+    async def function_list(self, *, app_id: str | None = None) -> list[Function]:
+        """Functions by id, optionally of one app."""
+        if app_id is None:
+            sql, params = f"SELECT {FUNCTION_COLS} FROM functions ORDER BY id", ()
+        else:
+            sql = f"SELECT {FUNCTION_COLS} FROM functions WHERE app_id = ? ORDER BY id"
+            params = (app_id,)
+        rows = await self._read(lambda tx: tx.execute(sql, params))
+        return [row_function(r) for r in rows]
+
+    # -- the one write path --------------------------------------------------------------
+
+    async def apply(self, change: Change) -> ChangeResult:
+        """Commit a change atomically; raise LeaseLostError if its fence no longer holds."""
+        return await self._write(lambda tx: self._apply(tx, change))
+
+    def _apply(self, tx: Tx, change: Change) -> ChangeResult:
+        result = ChangeResult()
+        if change.fence is not None:
+            self._check_fence(tx, change.fence, delete=not change.keep_fenced_item)
+        for event in change.events:
+            if event.external_id is not None:
+                rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
+                                  (event.external_id,))
+                if rows:
+                    result.events.append((row_event(rows[0]), False))
+                    continue
+            tx.execute(
+                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
+                 None if event.user is None else dumps(event.user), event.external_id))
+            result.events.append((Event(id=event.id, name=event.name, data=event.data,
+                                        ts=event.ts, received_at=event.received_at,
+                                        user=event.user, external_id=event.external_id), True))
+            if event.fanout:
+                self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
+                                              payload={"event_id": event.id}), result)
+        if change.cron_tick is not None:
+            function_id, tick = change.cron_tick
+            run_id = change.runs[0].id if change.runs else ""
+            tx.execute("INSERT INTO cron_ticks (function_id, tick_at, run_id) VALUES (?, ?, ?) "
+                       "ON CONFLICT (function_id, tick_at) DO NOTHING",
+                       (function_id, to_ms(tick), run_id))
+            if tx.rowcount == 0:
+                result.cron_fired = False
+                return result
+        for run in change.runs:
+            result.runs.append(self._insert_run(tx, run, result))
+        for patch in change.run_patches:
+            self._patch_run(tx, patch)
+        for step in change.steps:
+            self._write_step(tx, step)
+        for item in change.items:
+            self._insert_item(tx, item, result)
+        if change.delete_waits_of_runs:
+            ids = change.delete_waits_of_runs
+            tx.execute(f"DELETE FROM waits WHERE run_id IN {_in(ids)}", ids)
+        for wait in change.waits:
+            tx.execute(
+                f"INSERT INTO waits ({WAIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (wait.id, wait.run_id, wait.step_id, wait.event_name, wait.expression,
+                 wait.correlation_id, None if wait.trigger is None else dumps(wait.trigger),
+                 _ms(wait.expires_at), to_ms(wait.created_at)))
+        for resume in change.resumes:
+            tx.execute("DELETE FROM waits WHERE id = ?", (resume.wait_id,))
+            if tx.rowcount == 0:
+                continue
+            self._write_step(tx, resume.step)
+            self._insert_item(tx, resume.item, result)
+            result.resumed.append(resume.wait_id)
+        return result
+
+    def _check_fence(self, tx: Tx, fence: Fence, *, delete: bool) -> None:
+        if delete:
+            tx.execute("DELETE FROM queue_items WHERE id = ? AND lease_token = ?",
+                       (fence.item_id, fence.lease_token))
+            held = tx.rowcount > 0
+        else:
+            held = bool(tx.execute("SELECT 1 FROM queue_items WHERE id = ? AND lease_token = ?",
+                                   (fence.item_id, fence.lease_token)))
+        if not held:
+            raise LeaseLostError(f"lease on queue item {fence.item_id} is no longer held")
+
+    def _insert_item(self, tx: Tx, item: NewItem, result: ChangeResult) -> None:
+        from offload.ids import new_id
+
+        tx.execute(
+            "INSERT INTO queue_items (id, kind, run_id, due_at, priority, queue, "
+            "concurrency_key, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (item.id or new_id(), item.kind.value, item.run_id, to_ms(item.due_at),
+             item.priority, item.queue, item.concurrency_key, dumps(item.payload),
+             to_ms(item.due_at)))
+        tx.notify = True
+        result.enqueued += 1
+
+    def _insert_run(self, tx: Tx, run: NewRun, result: ChangeResult) -> tuple[Run, bool]:
+        if run.idempotency is not None:
+            idem = run.idempotency
+            now = to_ms(run.created_at)
+            rows = tx.execute(
+                "INSERT INTO idempotency_keys (scope, key, run_id, expires_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET "
+                "run_id = excluded.run_id, expires_at = excluded.expires_at "
+                "WHERE idempotency_keys.expires_at <= ? RETURNING run_id",
+                (idem.scope, idem.key, run.id, to_ms(idem.expires_at), now))
+            if not rows:
+                existing = tx.execute(
+                    f"SELECT {RUN_COLS} FROM runs WHERE id = (SELECT run_id FROM "
+                    "idempotency_keys WHERE scope = ? AND key = ?)", (idem.scope, idem.key))
+                if existing:
+                    return row_run(existing[0]), False
+        created = to_ms(run.created_at)
+        tx.execute(
+            f"INSERT INTO runs ({RUN_COLS}) VALUES "
+            "(?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+            (run.id, run.app_id, run.function_id, run.status.value, dumps(run.event_ids),
+             dumps(run.input), run.queue, run.correlation_id, run.replay_of,
+             run.idempotency.key if run.idempotency else None, dumps(run.state), created,
+             created))
+        for event_id in run.event_ids:
+            tx.execute("INSERT INTO run_events (event_id, run_id) VALUES (?, ?) "
+                       "ON CONFLICT DO NOTHING", (event_id, run.id))
+        for item in run.items:
+            item.run_id = run.id
+            self._insert_item(tx, item, result)
+        return Run(
+            id=run.id, function_id=run.function_id, status=run.status, attempt=0,
+            created_at=run.created_at, updated_at=run.created_at, app_id=run.app_id,
+            event_ids=list(run.event_ids), input=run.input, queue=run.queue,
+            correlation_id=run.correlation_id, replay_of=run.replay_of,
+            idempotency_key=run.idempotency.key if run.idempotency else None,
+            state=dict(run.state),
+        ), True
+
+    def _patch_run(self, tx: Tx, patch: RunPatch) -> None:
+        sets: list[str] = []
+        params: list[Any] = []
+        if patch.status is not None:
+            sets.append("status = ?")
+            params.append(patch.status.value)
+        if patch.attempt is not None:
+            sets.append("attempt = ?")
+            params.append(patch.attempt)
+        for column, value in (("output", patch.output), ("error", patch.error),
+                              ("state", patch.state)):
+            if value is not UNSET:
+                sets.append(f"{column} = ?")
+                params.append(dumps(value) if value is not None else None)
+        if patch.started_at is not None:
+            sets.append("started_at = COALESCE(started_at, ?)")
+            params.append(to_ms(patch.started_at))
+        if patch.ended_at is not None:
+            sets.append("ended_at = ?")
+            params.append(to_ms(patch.ended_at))
+        from offload.clock import now_ms
+
+        sets.append("updated_at = ?")
+        params.append(now_ms())
+        tx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND status NOT IN "
+                   f"{TERMINAL_SQL}", (*params, patch.run_id))
+
+    def _write_step(self, tx: Tx, step: StepWrite) -> None:
+        def value(v: Any) -> Any:
+            return None if v is UNSET or v is None else dumps(v)
+
+        updates = ["name = excluded.name", "kind = excluded.kind", "status = excluded.status",
+                   "attempts = excluded.attempts",
+                   "started_at = COALESCE(steps.started_at, excluded.started_at)",
+                   "ended_at = excluded.ended_at"]
+        for column, v in (("input", step.input), ("output", step.output),
+                          ("error", step.error)):
+            if v is not UNSET:
+                updates.append(f"{column} = excluded.{column}")
+        tx.execute(
+            f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, "
+            "(SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?), "
+            "?, ?, ?, ?, ?) ON CONFLICT (run_id, id) DO UPDATE SET "
+            f"{', '.join(updates)} WHERE steps.status NOT IN ('completed', 'failed')",
+            (step.run_id, step.id, step.name, step.kind.value, step.status.value, step.attempts,
+             step.run_id, value(step.input), value(step.output), value(step.error),
+             _ms(step.started_at), _ms(step.ended_at)))
+
+    # -- cron ----------------------------------------------------------------------------
+
+    async def cron_last_tick(self, *, function_id: str) -> datetime | None:
+        """The latest tick recorded for a cron function."""
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT MAX(tick_at) FROM cron_ticks WHERE function_id = ?", (function_id,)))
+        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # -- events --------------------------------------------------------------------------
+
+    async def event_get(self, *, event_id: str) -> Event | None:
+        """One event."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,)))
+        return row_event(rows[0]) if rows else None
+
+    async def event_list(
+        self, *, name: str | None, after: datetime | None, before: datetime | None,
+        cursor: str | None, limit: int,
+    ) -> Page[Event]:
+        """Events newest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if after is not None:
+            where.append("received_at >= ?")
+            params.append(to_ms(after))
+        if before is not None:
+            where.append("received_at < ?")
+            params.append(to_ms(before))
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {EVENT_COLS} FROM events {clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit + 1)))
+        events = [row_event(r) for r in rows[:limit]]
+        return Page(events, events[-1].id if len(rows) > limit else None)
+
+    # -- leases and the queue ------------------------------------------------------------
+
+    async def lease_renew(self, *, owner: str, until: datetime) -> int:
+        """Extend every lease held by ``owner``; the number renewed."""
+        def fn(tx: Tx) -> int:
+            tx.execute("UPDATE queue_items SET lease_expires_at = ? WHERE lease_owner = ?",
+                       (to_ms(until), owner))
+            return tx.rowcount
+        return await self._write(fn)
+
+    async def lease_rescue_expired(self, *, now: datetime, max_expiries: int) -> list[Rescued]:
+        """Make items with expired leases due again; fail runs past ``max_expiries``."""
+        def fn(tx: Tx) -> list[Rescued]:
+            at = to_ms(now)
+            rows = tx.execute(
+                "UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
+                "lease_expires_at = NULL, expiries = expiries + 1, due_at = ? "
+                "WHERE lease_owner IS NOT NULL AND lease_expires_at < ? "
+                "RETURNING id, run_id, expiries", (at, at))
+            out: list[Rescued] = []
+            for item_id, run_id, expiries in rows:
+                exhausted = expiries >= max_expiries
+                if exhausted:
+                    tx.execute("DELETE FROM queue_items WHERE id = ?", (item_id,))
+                    if run_id is not None:
+                        self._patch_run(tx, RunPatch(
+                            run_id=run_id, status=RunStatus.FAILED, ended_at=now,
+                            error={"name": "lease_exhausted",
+                                   "message": f"the run's lease expired {expiries} times "
+                                              "without an outcome; an engine may be crashing "
+                                              "on it", "stack": None}))
+                        tx.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
+                out.append(Rescued(item_id, run_id, expiries, exhausted))
+            if rows:
+                tx.notify = True
+            return out
+        return await self._write(fn)
+
+    async def queue_claim(
+        self, *, owner: str, token: str, now: datetime, limit: int, lease_until: datetime,
+        kinds: tuple[ItemKind, ...] | None = None,
+    ) -> list[QueueItem]:
+        """Lease up to ``limit`` due items, earliest first; marks their runs running."""
+        kind_values = [k.value for k in kinds] if kinds else []
+        sql = self._claim_sql(len(kind_values))
+
+        def fn(tx: Tx) -> list[QueueItem]:
+            at = to_ms(now)
+            rows = tx.execute(sql, (owner, token, to_ms(lease_until), at, *kind_values, limit))
+            items = [row_item(r) for r in rows]
+            run_ids = [i.run_id for i in items if i.kind is ItemKind.RUN and i.run_id]
+            if run_ids:
+                tx.execute(
+                    f"UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), "
+                    f"updated_at = ? WHERE id IN {_in(run_ids)} AND status NOT IN "
+                    f"{TERMINAL_SQL}", (at, at, *run_ids))
+            items.sort(key=lambda i: i.due_at)
+            return items
+        return await self._write(fn)
+
+    async def queue_depth(self) -> dict[str, int]:
+        """Unleased items per queue name."""
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT queue, COUNT(*) FROM queue_items WHERE lease_owner IS NULL GROUP BY queue"))
+        return {r[0]: r[1] for r in rows}
+
+    async def queue_next_due(self) -> datetime | None:
+        """When the earliest unleased item becomes due."""
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT MIN(due_at) FROM queue_items WHERE lease_owner IS NULL"))
+        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def queue_release(self, *, fence: Fence, due_at: datetime) -> bool:
+        """Give a claimed item back, due at ``due_at``; False if the lease moved on."""
+        def fn(tx: Tx) -> bool:
+            tx.execute("UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
+                       "lease_expires_at = NULL, due_at = ? WHERE id = ? AND lease_token = ?",
+                       (to_ms(due_at), fence.item_id, fence.lease_token))
+            tx.notify = True
+            return tx.rowcount > 0
+        return await self._write(fn)
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def run_cancel(self, *, run_id: str, at: datetime, error: dict[str, Any]) -> Run | None:
+        """Cancel a run that has not ended: drop its items and waits. None if it has ended."""
+        def fn(tx: Tx) -> Run | None:
+            rows = tx.execute(
+                f"UPDATE runs SET status = 'cancelled', ended_at = ?, updated_at = ?, error = ? "
+                f"WHERE id = ? AND status NOT IN {TERMINAL_SQL} RETURNING {RUN_COLS}",
+                (to_ms(at), to_ms(at), dumps(error), run_id))
+            if not rows:
+                return None
+            tx.execute("DELETE FROM queue_items WHERE run_id = ? AND kind <> 'callback'",
+                       (run_id,))
+            tx.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
+            return row_run(rows[0])
+        return await self._write(fn)
+
+    async def run_get(self, *, run_id: str, with_steps: bool = True) -> Run | None:
+        """One run, with its steps in order."""
+        def fn(tx: Tx) -> Run | None:
+            rows = tx.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+            if not rows:
+                return None
+            run = row_run(rows[0])
+            if not with_steps:
+                return run
+            steps = tx.execute(f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? "
+                               "ORDER BY position", (run_id,))
+            from dataclasses import replace
+
+            return replace(run, steps=[row_step(s) for s in steps])
+        return await self._read(fn)
+
+    async def run_list(self, *, filter: RunFilter, cursor: str | None, limit: int) -> Page[Run]:
+        """Runs newest first (without steps)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if filter.statuses:
+            where.append(f"status IN {_in(filter.statuses)}")
+            params.extend(s.value for s in filter.statuses)
+        for column, value in (("function_id", filter.function_id), ("queue", filter.queue)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if filter.event_id is not None:
+            where.append("id IN (SELECT run_id FROM run_events WHERE event_id = ?)")
+            params.append(filter.event_id)
+        if filter.created_after is not None:
+            where.append("created_at >= ?")
+            params.append(to_ms(filter.created_after))
+        if filter.created_before is not None:
+            where.append("created_at < ?")
+            params.append(to_ms(filter.created_before))
+        if filter.search:
+            where.append("(id = ? OR error LIKE ?)")
+            params.extend([filter.search, f"%{filter.search}%"])
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit + 1)))
+        runs = [row_run(r) for r in rows[:limit]]
+        return Page(runs, runs[-1].id if len(rows) > limit else None)
+
+    async def run_prune(self, *, ended_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` ended runs with their steps, and older events and keys."""
+        def fn(tx: Tx) -> int:
+            cutoff = to_ms(ended_before)
+            rows = tx.execute(
+                "SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?",
+                (cutoff, limit))
+            ids = [r[0] for r in rows]
+            if ids:
+                for table, column in (("steps", "run_id"), ("run_events", "run_id"),
+                                      ("queue_items", "run_id"), ("runs", "id")):
+                    tx.execute(f"DELETE FROM {table} WHERE {column} IN {_in(ids)}", ids)
+            tx.execute("DELETE FROM events WHERE id IN (SELECT id FROM events "
+                       "WHERE received_at < ? LIMIT ?)", (cutoff, limit))
+            events = tx.rowcount
+            tx.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", (cutoff,))
+            return len(ids) + max(events, 0)
+        return await self._write(fn)
+
+    # -- waits ---------------------------------------------------------------------------
+
+    async def wait_list(self, *, event_name: str | None = None,
+                        correlation_id: str | None = None) -> list[Wait]:
+        """Waits for an event name, or for an invoked run's correlation id."""
+        if correlation_id is not None:
+            sql, params = f"SELECT {WAIT_COLS} FROM waits WHERE correlation_id = ?", (
+                correlation_id,)
+        else:
+            sql, params = f"SELECT {WAIT_COLS} FROM waits WHERE event_name = ?", (event_name,)
+        rows = await self._read(lambda tx: tx.execute(sql, params))
+        return [row_wait(r) for r in rows]
+
+
+def terminal(status: RunStatus) -> bool:
+    """True for statuses a run never leaves."""
+    return status in TERMINAL_STATUSES
+
+
+def chunks(values: Iterable[T], size: int) -> Iterable[list[T]]:
+    """Split ``values`` into lists of at most ``size``."""
+    batch: list[T] = []
+    for v in values:
+        batch.append(v)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
