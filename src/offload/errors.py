@@ -8,6 +8,7 @@
     ├── NotFoundError            a run, app, function or event that does not exist
     ├── ConflictError            a state change the current state does not allow
     ├── AuthError                missing or wrong credentials
+    │   └── ForbiddenError           valid credentials, wrong scope
     ├── StoreError               the database failed or is unreachable
     │   ├── StoreUnavailableError    cannot reach the database (answer 503)
     │   ├── LeaseLostError           a fenced write whose lease moved on
@@ -54,6 +55,10 @@ class ConflictError(OffloadError):
 
 class AuthError(OffloadError):
     """Missing or wrong credentials."""
+
+
+class ForbiddenError(AuthError):
+    """Valid credentials without the scope this needs."""
 
 
 class StoreError(OffloadError):

@@ -1,0 +1,138 @@
+"""The engine: builds its services from Settings, starts them in order, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+import httpx
+
+from offload.config import Settings, ensure_webhook_secret
+from offload.models import ItemKind, QueueItem
+from offload.store import Store, open_store
+from offload.store.base import Change, Fence
+
+log = logging.getLogger("offload.engine")
+
+
+class Engine:
+    """One engine process: a store, a scheduler and the handlers of each kind of work."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        self.settings = ensure_webhook_secret(settings)
+        self.store = store or open_store(self.settings.resolved_database_url(),
+                                         durable=not self.settings.dev)
+        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self.client: httpx.AsyncClient | None = None
+        self.started = False
+        self._services: list[object] = []
+
+    async def start(self, *, run_scheduler: bool = True) -> None:
+        """Open the store and start claiming work."""
+        from offload.engine.http_tasks import HttpTasks
+        from offload.engine.scheduler import Scheduler
+        from offload.outbound.http import build_client
+        from offload.outbound.ssrf import AddressPolicy
+
+        await self.store.open()
+        s = self.settings
+        policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
+                               allow_list=s.outbound_allow)
+        self.client = build_client(policy=policy, timeout_s=s.call_timeout_s)
+        assert s.webhook_secret is not None
+        self.http_tasks = HttpTasks(self.store, self.client, webhook_secret=s.webhook_secret,
+                                    max_response_bytes=s.max_response_bytes,
+                                    on_finished=self.notify_finished)
+        self.scheduler = Scheduler(
+            self.store,
+            {ItemKind.RUN: self._run_item, ItemKind.CALLBACK: self.http_tasks.deliver_callback,
+             ItemKind.EVENT: self._event_item, ItemKind.WAIT_TIMEOUT: self._wait_timeout_item},
+            max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
+            rescue_every=timedelta(seconds=s.rescue_every_s),
+            max_expiries=s.max_lease_expiries)
+        self._build_extensions()
+        if run_scheduler:
+            await self.scheduler.start()
+            for service in self._services:
+                start = getattr(service, "start", None)
+                if start is not None:
+                    await start()
+        self.started = True
+
+    def _build_extensions(self) -> None:
+        """Services added by later layers (durable functions, cron, maintenance)."""
+        try:
+            from offload.engine.functions import attach
+        except ImportError:
+            return
+        attach(self)
+
+    async def stop(self) -> None:
+        """Stop claiming, let in-flight work finish briefly, close connections."""
+        if not self.started:
+            return
+        for service in reversed(self._services):
+            stop = getattr(service, "stop", None)
+            if stop is not None:
+                await stop()
+        await self.scheduler.stop()
+        if self.client is not None:
+            await self.client.aclose()
+        await self.store.close()
+        self.started = False
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    async def _run_item(self, item: QueueItem) -> None:
+        run = await self.store.run_get(run_id=item.run_id or "", with_steps=False)
+        fence = Fence(item.id, item.lease_token or "")
+        if run is None or run.status.terminal:
+            await self.store.apply(Change(fence=fence))
+            return
+        if run.function_id == "http":
+            await self.http_tasks.run_attempt(item, run)
+            return
+        executor = getattr(self, "executor", None)
+        if executor is None:
+            log.error("no executor for durable functions", extra={"run_id": run.id})
+            return
+        await executor.run_attempt(item, run)
+
+    async def _event_item(self, item: QueueItem) -> None:
+        triggers = getattr(self, "triggers", None)
+        if triggers is None:
+            await self.store.apply(Change(fence=Fence(item.id, item.lease_token or "")))
+            return
+        await triggers.fan_out(item)
+
+    async def _wait_timeout_item(self, item: QueueItem) -> None:
+        triggers = getattr(self, "triggers", None)
+        if triggers is None:
+            await self.store.apply(Change(fence=Fence(item.id, item.lease_token or "")))
+            return
+        await triggers.time_out(item)
+
+    # -- run completion --------------------------------------------------------------------
+
+    def notify_finished(self, run_id: str) -> None:
+        """Wake callers waiting in ``/v1/runs/{id}/wait`` for this run."""
+        for future in self._waiters.pop(run_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def wait_finished(self, run_id: str, timeout: float) -> None:
+        """Return when this process sees ``run_id`` end, or after ``timeout`` seconds."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[run_id].append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(run_id)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    self._waiters.pop(run_id, None)
