@@ -39,6 +39,11 @@ REFUSED_BY_DEFAULT = [
     "64:ff9b::a9fe:a9fe",  # NAT64 wrapping metadata (is_global is True on it)
     "64:ff9b::7f00:1",
     "::ffff:10.0.0.1",
+    "::127.0.0.1",  # deprecated IPv4-compatible; Python calls it global
+    "::ffff:0:7f00:1",  # IPv4-translated loopback
+    "64:ff9b:1::7f00:1",  # local-use NAT64 prefix
+    "fec0::1",  # deprecated site-local; Python calls it global
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
 ]
 
 
@@ -48,7 +53,17 @@ def test_check_ip__non_public_refused_by_default(ip: str) -> None:
         AddressPolicy().check_ip(ip)
 
 
-@pytest.mark.parametrize("ip", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",  # NAT64 of a public address (IPv6-only networks need it)
+        "2002:808:808::1",  # 6to4 of a public address
+    ],
+)
 def test_check_ip__public_allowed(ip: str) -> None:
     AddressPolicy().check_ip(ip)
 

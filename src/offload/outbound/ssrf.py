@@ -50,15 +50,13 @@ def _parse_ip(text: str) -> IPAddress | None:
         return None
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses tunnelled inside an IPv6 address (6to4, Teredo, NAT64)."""
+def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses carried inside a 6to4 or Teredo address."""
     found: list[ipaddress.IPv4Address] = []
     if ip.sixtofour is not None:
         found.append(ip.sixtofour)
     if ip.teredo is not None:
         found.extend(ip.teredo)
-    if ip in _NAT64:
-        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF))
     return found
 
 
@@ -127,9 +125,16 @@ class AddressPolicy:
         if isinstance(ip, ipaddress.IPv6Address):
             if ip.ipv4_mapped is not None:
                 return self._refusal(ip.ipv4_mapped)
-            for inner in _embedded_ipv4(ip):
+            if ip in _NAT64:  # reaches whatever IPv4 address it embeds; public only
+                inner = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+                if inner.is_global or self._listed(inner):
+                    return None
+                return f"it embeds the non-public IPv4 address {inner}"
+            for inner in _tunnelled_ipv4(ip):
                 if not inner.is_global and not self._listed(inner):
                     return f"it embeds the non-public IPv4 address {inner}"
+            if ip.is_site_local:
+                return "deprecated site-local address"
         if ip.is_loopback:
             return None if self.allow_loopback else "loopback address"
         if any(ip.version == net.version and ip in net for net in _PRIVATE_NETS):
@@ -140,7 +145,7 @@ class AddressPolicy:
             return "unspecified address"
         if ip.is_multicast:
             return "multicast address"
-        if not ip.is_global:
+        if ip.is_reserved or not ip.is_global:  # IPv6 is_global misses ::/8 and more
             return "reserved or non-public address"
         return None
 

@@ -59,6 +59,7 @@ class PostgresStore(SqlStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
+        self._listening = threading.Event()
 
     async def open(self) -> None:
         """Connect, apply migrations and start listening for wake-ups."""
@@ -75,6 +76,8 @@ class PostgresStore(SqlStore):
         self._listener = threading.Thread(target=self._listen_loop, name="offload-pg-listen",
                                           daemon=True)
         self._listener.start()
+        # Return only once LISTEN is active, so no wake-up sent after open() is missed.
+        await asyncio.to_thread(self._listening.wait, 10.0)
 
     def _migrate(self) -> None:
         assert self._pool is not None
@@ -104,6 +107,7 @@ class PostgresStore(SqlStore):
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
                     while not self._closing.is_set():
                         for _ in conn.notifies(timeout=1.0):
                             if self._loop is not None:

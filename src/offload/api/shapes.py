@@ -1,0 +1,68 @@
+"""The JSON shapes of runs, steps, events, apps and functions (DESIGN.md §4).
+
+One place turns models into API answers, so the API, the dashboard and the CLI
+show the same thing, and credentials in HTTP-task headers are redacted here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from offload.models import App, Event, Function, Run, Step
+from offload.security.redact import redact_headers
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    """A step as the API shows it."""
+    return {"id": step.id, "name": step.name, "kind": step.kind.value,
+            "status": step.status.value, "attempts": step.attempts, "input": step.input,
+            "output": step.output, "error": step.error, "started_at": _iso(step.started_at),
+            "ended_at": _iso(step.ended_at)}
+
+
+def run_input(run: Run) -> Any:
+    """The run's input with credentials in task headers redacted."""
+    value = run.input
+    if isinstance(value, dict) and isinstance(value.get("headers"), dict):
+        value = {**value, "headers": redact_headers(value["headers"])}
+    return value
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """A run as the API shows it; ``steps`` only when loaded."""
+    body: dict[str, Any] = {
+        "id": run.id, "app_id": run.app_id, "function_id": run.function_id,
+        "status": run.status.value, "attempt": run.attempt, "event_ids": run.event_ids,
+        "queue": run.queue, "input": run_input(run), "output": run.output, "error": run.error,
+        "correlation_id": run.correlation_id, "replay_of": run.replay_of,
+        "idempotency_key": run.idempotency_key, "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at),
+    }
+    if run.steps is not None:
+        body["steps"] = [step_json(s) for s in run.steps]
+    return body
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event as the API shows it."""
+    return {"id": event.id, "name": event.name, "data": event.data, "user": event.user,
+            "ts": event.ts, "external_id": event.external_id,
+            "received_at": _iso(event.received_at)}
+
+
+def app_json(app: App) -> dict[str, Any]:
+    """An app as the API shows it."""
+    return {"id": app.id, "url": app.url, "sdk": app.sdk, "framework": app.framework,
+            "app_version": app.app_version, "sync_error": app.sync_error,
+            "synced_at": _iso(app.synced_at), "created_at": _iso(app.created_at)}
+
+
+def function_json(function: Function) -> dict[str, Any]:
+    """A function as the API shows it (its config as synced)."""
+    return {"id": function.id, "app_id": function.app_id, "name": function.name,
+            "config": function.config, "updated_at": _iso(function.updated_at)}

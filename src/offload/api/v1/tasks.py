@@ -1,0 +1,187 @@
+"""``POST /v1/tasks``: hand an HTTP call to offload; it is made, retried and reported.
+
+The answer is ``202`` with the run id once the task is committed, before the
+target is called. A repeated ``idempotency_key`` within 24 hours answers
+``200`` with the first run instead of creating a second.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, \
+    model_validator
+from starlette.responses import JSONResponse
+
+from offload.api.auth import require
+from offload.clock import now
+from offload.errors import ValidationError
+from offload.ids import new_id
+from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
+from offload.outbound.ssrf import validate_url
+from offload.store.base import Change, Idempotency, NewItem, NewRun
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+MAX_DELAY = timedelta(days=365)
+MAX_BATCH = 1000
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+_FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection",
+                      "keep-alive", "upgrade", "te", "trailer", "proxy-connection"}
+_QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > 2048:
+        raise ValueError("URL is longer than 2048 characters")
+    try:
+        validate_url(value)
+    except ValidationError as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+class TaskIn(BaseModel):
+    """An HTTP task: the call to make and what to do with its outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(description="The target URL (http or https).")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        "POST", description="HTTP method. Redirects never change it.")
+    headers: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict, description="Headers sent to the target (credentials are "
+        "stored but never shown back).")
+    body: Any = Field(None, description="JSON value sent as application/json, or a string "
+                      "sent as text/plain unless a Content-Type header says otherwise.")
+    callback_url: StrictStr | None = Field(None, description="Receives the outcome (signed).")
+    failure_callback_url: StrictStr | None = Field(
+        None, description="Receives the outcome instead of callback_url when the task fails.")
+    retries: Annotated[StrictInt, Field(ge=0, le=50)] = Field(
+        3, description="Retries after the first attempt on network errors, timeouts, 5xx, 429.")
+    timeout: Annotated[float, Field(gt=0, le=900, strict=True)] = Field(
+        30.0, description="Seconds allowed for one attempt.")
+    delay: Annotated[float, Field(ge=0, le=MAX_DELAY.total_seconds(), strict=True)] | None = \
+        Field(None, description="Seconds to wait before the first attempt.")
+    not_before: datetime | None = Field(
+        None, description="Earliest time of the first attempt (RFC 3339 with offset).")
+    idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
+        None, description="A repeat within 24 h returns the first run.")
+    queue: Annotated[StrictStr, Field(pattern=_QUEUE_NAME)] = Field(
+        "default", description="Queue name, for grouping and flow control.")
+
+    @field_validator("url", "callback_url", "failure_callback_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 64:
+            raise ValueError("at most 64 headers")
+        for name, header_value in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name[:40]!r} is not a valid token")
+            if name.lower() in _FORBIDDEN_HEADERS or name.lower().startswith("webhook-"):
+                raise ValueError(f"header {name!r} is set by offload and cannot be given")
+            if "\r" in header_value or "\n" in header_value or "\0" in header_value:
+                raise ValueError(f"header {name!r} contains a line break")
+            if len(header_value) > 8192:
+                raise ValueError(f"header {name!r} is longer than 8192 characters")
+        return value
+
+    @field_validator("not_before")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("not_before needs a time zone offset, e.g. 2030-01-01T00:00:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> TaskIn:
+        if self.delay is not None and self.not_before is not None:
+            raise ValueError("give delay or not_before, not both")
+        if self.method == "GET" and self.body is not None:
+            raise ValueError("a GET task cannot have a body")
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        """The task as stored in the run's input."""
+        has_type = any(k.lower() == "content-type" for k in self.headers)
+        body_kind = "text" if isinstance(self.body, str) else "json"
+        return {"url": self.url, "method": self.method, "headers": self.headers,
+                "body": self.body, "body_kind": body_kind if not has_type or body_kind == "json"
+                else "text", "callback_url": self.callback_url,
+                "failure_callback_url": self.failure_callback_url, "retries": self.retries,
+                "timeout_s": self.timeout, "queue": self.queue}
+
+    def new_run(self, at: datetime) -> NewRun:
+        """The run (and its first queue item) this task becomes."""
+        due = at
+        if self.delay is not None:
+            due = at + timedelta(seconds=self.delay)
+        elif self.not_before is not None:
+            due = max(at, self.not_before.astimezone(UTC))
+        idem = None
+        if self.idempotency_key is not None:
+            idem = Idempotency(scope="task", key=self.idempotency_key,
+                               expires_at=at + IDEMPOTENCY_WINDOW)
+        return NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
+                      input=self.spec(), queue=self.queue, idempotency=idem,
+                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
+
+
+class TaskBatchIn(BaseModel):
+    """Many tasks in one request; all are accepted or none is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: Annotated[list[TaskIn], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class TaskAccepted(BaseModel):
+    """The answer to a task submission."""
+
+    id: str
+    status: str
+    created_at: datetime
+    duplicate: bool = Field(description="True when an idempotency key matched an earlier run.")
+
+
+class TaskBatchAccepted(BaseModel):
+    """The answer to a batch submission, in the order given."""
+
+    data: list[TaskAccepted]
+
+
+def _accepted(run: Run, created: bool) -> dict[str, Any]:
+    return {"id": run.id, "status": run.status.value, "created_at": run.created_at.isoformat(),
+            "duplicate": not created}
+
+
+@router.post("", status_code=202, response_model=TaskAccepted,
+             dependencies=[Depends(require("ingest"))],
+             responses={200: {"model": TaskAccepted, "description": "Duplicate idempotency key"}})
+async def create_task(task: TaskIn, request: Request) -> JSONResponse:
+    """Queue one HTTP task."""
+    engine = request.app.state.engine
+    result = await engine.store.apply(Change(runs=[task.new_run(now())]))
+    run, created = result.runs[0]
+    return JSONResponse(_accepted(run, created), status_code=202 if created else 200)
+
+
+@router.post("/batch", status_code=202, response_model=TaskBatchAccepted,
+             dependencies=[Depends(require("ingest"))])
+async def create_tasks(batch: TaskBatchIn, request: Request) -> JSONResponse:
+    """Queue many HTTP tasks atomically."""
+    engine = request.app.state.engine
+    at = now()
+    result = await engine.store.apply(Change(runs=[t.new_run(at) for t in batch.tasks]))
+    return JSONResponse({"data": [_accepted(r, c) for r, c in result.runs]}, status_code=202)

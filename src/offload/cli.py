@@ -1,0 +1,244 @@
+"""The ``offload`` command: run the engine, migrate, manage keys, operate on runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from offload import __version__
+from offload.config import Settings, from_env
+from offload.errors import ConfigError, OffloadError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine_options(func: F) -> F:
+    options = [
+        click.option("--host", default=None, help="Address to bind (default 127.0.0.1)."),
+        click.option("--port", type=int, default=None, help="Port (default 8288)."),
+        click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                     help="Where the SQLite file and generated secrets live (default ./.offload)."),
+        click.option("--database-url", default=None,
+                     help="sqlite:///path or postgresql://… (env OFFLOAD_DATABASE_URL)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(mode: str, **flags: Any) -> Settings:
+    try:
+        return from_env(mode=mode, **flags)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from offload.api.app import create_app
+    from offload.logging import configure
+
+    configure(settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, loop="auto", http="auto",
+                            timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run()
+
+
+@click.group()
+@click.version_option(__version__, prog_name="offload")
+def main() -> None:
+    """offload: durable background jobs and workflows, self-hosted."""
+
+
+@main.command()
+@_engine_options
+def dev(**flags: Any) -> None:
+    """Run a development engine: SQLite, loopback, no authentication."""
+    settings = _settings("dev", **flags)
+    click.echo(f"offload {__version__} dev server")
+    click.echo(f"  URL:       {settings.base_url}   (API docs: {settings.base_url}/docs)")
+    click.echo(f"  Database:  {_safe_db(settings.resolved_database_url())}")
+    click.echo(f"  Inngest SDK apps: INNGEST_DEV={settings.base_url}")
+    click.secho("  WARNING: running WITHOUT authentication, for local development only. "
+                "Use `offload serve` in production.", fg="yellow", bold=True)
+    _serve(settings)
+
+
+@main.command()
+@_engine_options
+@click.option("--insecure", is_flag=True, default=None,
+              help="Run without API keys (not recommended).")
+def serve(**flags: Any) -> None:
+    """Run a production engine. Refuses to run without API keys unless --insecure."""
+    settings = _settings("serve", **flags)
+    if not settings.insecure and not settings.api_keys and not _store_has_keys(settings):
+        raise click.ClickException(
+            "no API keys: create one with `offload keys create --scope admin` or set "
+            "OFFLOAD_API_KEYS, or pass --insecure to run open")
+    if settings.insecure:
+        click.secho("WARNING: --insecure: the API answers without authentication.",
+                    fg="yellow", bold=True, err=True)
+    click.echo(f"offload {__version__} serving on {settings.base_url}")
+    _serve(settings)
+
+
+def _safe_db(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except OffloadError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _with_store(settings: Settings, fn: Callable[[Any], Any]) -> Any:
+    from offload.store import open_store
+
+    store = open_store(settings.resolved_database_url())
+    await store.open()
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def _store_has_keys(settings: Settings) -> bool:
+    async def check(store: Any) -> bool:
+        return any(k.revoked_at is None for k in await store.api_key_list())
+    return bool(_run(_with_store(settings, check)))
+
+
+@main.command()
+@_engine_options
+def migrate(**flags: Any) -> None:
+    """Apply pending database migrations and exit."""
+    settings = _settings("serve", **flags)
+
+    async def noop(store: Any) -> None:
+        return None
+    _run(_with_store(settings, noop))
+    click.echo(f"migrated {_safe_db(settings.resolved_database_url())}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys (stored hashed; the secret is shown once)."""
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["ingest", "admin"]), required=True)
+@click.option("--name", default="", help="A label to recognise the key by.")
+@_engine_options
+def keys_create(scope: str, name: str, **flags: Any) -> None:
+    """Create an API key and print its secret once."""
+    from offload.clock import now
+    from offload.ids import new_id
+    from offload.models import ApiKey
+    from offload.security import api_keys
+
+    settings = _settings("serve", **flags)
+    secret = api_keys.generate(scope)  # type: ignore[arg-type]
+    key = ApiKey(id=new_id(), name=name or scope, scope=scope, created_at=now())
+
+    async def insert(store: Any) -> None:
+        await store.api_key_insert(key=key, key_hash=api_keys.hash_key(secret))
+    _run(_with_store(settings, insert))
+    click.echo(f"key id: {key.id}  scope: {scope}")
+    click.echo(secret)
+    click.echo("Store this secret now: it is not shown again.", err=True)
+
+
+@keys.command("list")
+@_engine_options
+def keys_list(**flags: Any) -> None:
+    """List API keys (never their secrets)."""
+    settings = _settings("serve", **flags)
+
+    async def fetch(store: Any) -> Any:
+        return await store.api_key_list()
+    for key in _run(_with_store(settings, fetch)):
+        state = "revoked" if key.revoked_at else "active"
+        click.echo(f"{key.id}  {key.scope:<6}  {state:<7}  {key.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_engine_options
+def keys_revoke(key_id: str, **flags: Any) -> None:
+    """Revoke an API key."""
+    from offload.clock import now
+
+    settings = _settings("serve", **flags)
+
+    async def revoke(store: Any) -> bool:
+        return bool(await store.api_key_revoke(key_id=key_id, at=now()))
+    if not _run(_with_store(settings, revoke)):
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+# -- operator commands over the HTTP API ---------------------------------------------------
+
+def _client() -> Any:
+    from offload.client import Client
+
+    url = os.environ.get("OFFLOAD_URL", "http://127.0.0.1:8288")
+    return Client(url, api_key=os.environ.get("OFFLOAD_API_KEY"))
+
+
+@main.command()
+@click.option("--status", default=None, help="Filter by status, e.g. failed.")
+@click.option("--function", "function_id", default=None)
+@click.option("--limit", type=int, default=20)
+def runs(status: str | None, function_id: str | None, limit: int) -> None:
+    """List recent runs (OFFLOAD_URL, OFFLOAD_API_KEY)."""
+    with _client() as client:
+        try:
+            page = client.list_runs(status=status, function_id=function_id, limit=limit)
+        except OffloadError as exc:
+            raise click.ClickException(str(exc)) from None
+    for run in page["data"]:
+        error = (run.get("error") or {}).get("message") or ""
+        click.echo(f"{run['id']}  {run['status']:<9}  {run['function_id']:<30}  {error[:60]}")
+
+
+@main.command()
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Cancel a run."""
+    with _client() as client:
+        try:
+            run = client.cancel_run(run_id)
+        except OffloadError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{run['id']} {run['status']}")
+
+
+@main.command()
+@click.argument("run_id")
+def replay(run_id: str) -> None:
+    """Replay a run: a new run with the same input."""
+    with _client() as client:
+        try:
+            run = client.replay_run(run_id)
+        except OffloadError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{run['id']} replays {run_id}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
