@@ -1,4 +1,4 @@
-"""A small client for offload's ``/v1`` API, sync (:class:`Client`) and async (:class:`AsyncClient`).
+"""A small client for offload's ``/v1`` API: :class:`Client` and :class:`AsyncClient`.
 
 It imports only httpx, so apps can depend on ``offload`` without the engine::
 
@@ -63,7 +63,8 @@ class Client:
 
     def create_task(self, url: str, **options: Any) -> dict[str, Any]:
         """Queue an HTTP task (``body``, ``callback_url``, ``retries``, ``delay``, …)."""
-        result: dict[str, Any] = _result(self._http.post("/v1/tasks", json=_task_body(url, options)))
+        result: dict[str, Any] = _result(
+            self._http.post("/v1/tasks", json=_task_body(url, options)))
         return result
 
     def create_tasks(self, tasks: list[Mapping[str, Any]]) -> dict[str, Any]:

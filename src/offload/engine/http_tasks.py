@@ -24,7 +24,7 @@ from offload.errors import OutboundError
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
 from offload.outbound.http import OutboundResponse, send
 from offload.outbound.webhooks import sign_headers
-from offload.store.base import Change, Fence, NewItem, RunPatch, Store, StepWrite
+from offload.store.base import Change, Fence, NewItem, RunPatch, StepWrite, Store
 
 log = logging.getLogger("offload.http_tasks")
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-T = TypeVar("T")
-
 from offload.models import (
     ApiKey,
     App,
@@ -30,6 +28,8 @@ from offload.models import (
     StepStatus,
     Wait,
 )
+
+T = TypeVar("T")
 
 
 class _Unset:

@@ -39,7 +39,7 @@ class _PgTx(Tx):
         if converted is None:
             converted = sql.replace("%", "%%").replace("?", "%s")
             self._cache[sql] = converted
-        self._cur.execute(converted, tuple(params))  # type: ignore[call-overload]
+        self._cur.execute(converted, tuple(params))
         return self._cur.fetchall() if self._cur.description else []
 
     @property

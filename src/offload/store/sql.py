@@ -315,9 +315,9 @@ class SqlStore(abc.ABC):
 
     async def function_list(self, *, app_id: str | None = None) -> list[Function]:
         """Functions by id, optionally of one app."""
-        if app_id is None:
-            sql, params = f"SELECT {FUNCTION_COLS} FROM functions ORDER BY id", ()
-        else:
+        params: tuple[Any, ...] = ()
+        sql = f"SELECT {FUNCTION_COLS} FROM functions ORDER BY id"
+        if app_id is not None:
             sql = f"SELECT {FUNCTION_COLS} FROM functions WHERE app_id = ? ORDER BY id"
             params = (app_id,)
         rows = await self._read(lambda tx: tx.execute(sql, params))
@@ -709,11 +709,11 @@ class SqlStore(abc.ABC):
     async def wait_list(self, *, event_name: str | None = None,
                         correlation_id: str | None = None) -> list[Wait]:
         """Waits for an event name, or for an invoked run's correlation id."""
+        params: tuple[Any, ...] = (event_name,)
+        sql = f"SELECT {WAIT_COLS} FROM waits WHERE event_name = ?"
         if correlation_id is not None:
-            sql, params = f"SELECT {WAIT_COLS} FROM waits WHERE correlation_id = ?", (
-                correlation_id,)
-        else:
-            sql, params = f"SELECT {WAIT_COLS} FROM waits WHERE event_name = ?", (event_name,)
+            sql = f"SELECT {WAIT_COLS} FROM waits WHERE correlation_id = ?"
+            params = (correlation_id,)
         rows = await self._read(lambda tx: tx.execute(sql, params))
         return [row_wait(r) for r in rows]
 

@@ -184,8 +184,8 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error = StoreUnavailableError(f"sqlite commit failed: {exc}")
-            outcomes = [(None, error) for _ in batch]
+            failure = StoreUnavailableError(f"sqlite commit failed: {exc}")
+            outcomes = [(None, failure) for _ in batch]
             notify = False
         for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
             loop.call_soon_threadsafe(_settle, future, value, error)
