@@ -52,6 +52,11 @@ class Engine:
             max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
             rescue_every=timedelta(seconds=s.rescue_every_s),
             max_expiries=s.max_lease_expiries)
+        from offload.engine.maintenance import Maintenance
+
+        self.maintenance = Maintenance(self.store,
+                                       retention=timedelta(days=s.retention_days))
+        self._services.append(self.maintenance)
         self._build_extensions()
         if run_scheduler:
             await self.scheduler.start()

@@ -697,8 +697,11 @@ class SqlStore(abc.ABC):
                 for table, column in (("steps", "run_id"), ("run_events", "run_id"),
                                       ("queue_items", "run_id"), ("runs", "id")):
                     tx.execute(f"DELETE FROM {table} WHERE {column} IN {_in(ids)}", ids)
+            # Events that unfinished runs still need (a run may sleep past retention) stay.
             tx.execute("DELETE FROM events WHERE id IN (SELECT id FROM events "
-                       "WHERE received_at < ? LIMIT ?)", (cutoff, limit))
+                       "WHERE received_at < ? AND id NOT IN (SELECT re.event_id FROM "
+                       "run_events re JOIN runs r ON r.id = re.run_id WHERE r.ended_at IS NULL) "
+                       "LIMIT ?)", (cutoff, limit))
             events = tx.rowcount
             tx.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", (cutoff,))
             return len(ids) + max(events, 0)
