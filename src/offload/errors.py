@@ -12,6 +12,7 @@
     ├── StoreError               the database failed or is unreachable
     │   ├── StoreUnavailableError    cannot reach the database (answer 503)
     │   ├── LeaseLostError           a fenced write whose lease moved on
+    │   ├── StaleRunError            a guarded run write whose run state changed meanwhile
     │   └── SchemaVersionError       the schema is older or newer than this code
     ├── OutboundError            a call offload made failed
     │   └── AddressRefusedError      the SSRF guard refused the destination
@@ -71,6 +72,10 @@ class StoreUnavailableError(StoreError):
 
 class LeaseLostError(StoreError):
     """A fenced write was refused because the lease token no longer matches."""
+
+
+class StaleRunError(StoreError):
+    """A run patch with ``expect_state`` found a different state (or an ended run)."""
 
 
 class SchemaVersionError(StoreError):

@@ -118,6 +118,11 @@ class RunPatch:
     state: Any = UNSET
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    expect_state: Any = UNSET
+    """Optimistic concurrency: apply the change only if the run's ``state`` is exactly this
+    value (and the run has not ended); otherwise :class:`~offload.errors.StaleRunError` is
+    raised and nothing of the change is written. The executor uses it so that concurrent
+    attempts of one run (parallel steps) decide "who enqueues the next discovery" once."""
 
 
 @dataclass(slots=True)
@@ -201,6 +206,8 @@ class RunFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     search: str | None = None
+    event_name: str | None = None
+    """Runs started by an event of this name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +283,9 @@ class Store(Protocol):
     async def event_get(self, *, event_id: str) -> Event | None:
         """One event."""
 
+    async def event_get_many(self, *, event_ids: list[str]) -> list[Event]:
+        """The events with these ids that exist, in the order of ``event_ids``."""
+
     async def event_list(
         self, *, name: str | None, after: datetime | None, before: datetime | None,
         cursor: str | None, limit: int,
@@ -330,3 +340,70 @@ class Store(Protocol):
     async def wait_list(self, *, event_name: str | None = None,
                         correlation_id: str | None = None) -> list[Wait]:
         """Waits for an event name, or for an invoked run's correlation id."""
+
+    # -- statistics for the dashboard and /metrics (read-only) ---------------------------
+
+    async def function_stats(self, *, since: datetime, limit: int = 10_000) -> list[FunctionStat]:
+        """Outcomes and duration percentiles per function of the latest ``limit`` runs ended
+        at or after ``since``."""
+
+    async def queue_stats(self, *, now: datetime) -> list[QueueStat]:
+        """Queue items per (queue, function, kind): due, scheduled, leased, oldest due time."""
+
+    async def run_count_by_status(self) -> dict[tuple[str, str], int]:
+        """The number of runs per ``(function_id, status)``."""
+
+    async def run_stats(self, *, since: datetime, bucket_s: int) -> list[RunBucket]:
+        """Runs created and ended per time bucket since ``since``, oldest bucket first."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStat:
+    """Queue items of one (queue, function, kind); ``function_id`` is None for event items."""
+
+    queue: str
+    function_id: str | None
+    kind: str
+    due: int
+    """Unleased items whose due time has come: the backlog."""
+    scheduled: int
+    """Unleased items due later (delays, retries, sleeps)."""
+    leased: int
+    """Items being worked on (in flight)."""
+    oldest_due_at: datetime | None
+    """Due time of the oldest unleased due item; None when nothing is due."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunBucket:
+    """Runs in one time bucket. ``created``/lag are by creation time, the rest by end time."""
+
+    start: datetime
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    lag_avg_ms: float | None = None
+    """Mean time from creation to first attempt of the runs created in this bucket
+    (includes any requested delay)."""
+    lag_max_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStat:
+    """Recent outcomes and durations (start to end) of one function's runs."""
+
+    function_id: str
+    completed: int
+    failed: int
+    cancelled: int
+    p50_ms: int | None
+    p95_ms: int | None
+    p99_ms: int | None
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed runs over completed and failed runs (0 when there are none)."""
+        done = self.completed + self.failed
+        return self.failed / done if done else 0.0
+

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from offload.clock import from_ms, to_ms
-from offload.errors import LeaseLostError
+from offload.errors import LeaseLostError, StaleRunError
 from offload.models import (
     TERMINAL_STATUSES,
     ApiKey,
@@ -38,10 +38,13 @@ from offload.store.base import (
     Change,
     ChangeResult,
     Fence,
+    FunctionStat,
     NewItem,
     NewRun,
     Page,
+    QueueStat,
     Rescued,
+    RunBucket,
     RunFilter,
     RunPatch,
     StepWrite,
@@ -333,6 +336,16 @@ class SqlStore(abc.ABC):
         result = ChangeResult()
         if change.fence is not None:
             self._check_fence(tx, change.fence, delete=not change.keep_fenced_item)
+        # The tick goes first: a tick another engine already fired writes nothing at all.
+        if change.cron_tick is not None:
+            function_id, tick = change.cron_tick
+            run_id = change.runs[0].id if change.runs else ""
+            tx.execute("INSERT INTO cron_ticks (function_id, tick_at, run_id) VALUES (?, ?, ?) "
+                       "ON CONFLICT (function_id, tick_at) DO NOTHING",
+                       (function_id, to_ms(tick), run_id))
+            if tx.rowcount == 0:
+                result.cron_fired = False
+                return result
         for event in change.events:
             if event.external_id is not None:
                 rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
@@ -350,15 +363,6 @@ class SqlStore(abc.ABC):
             if event.fanout:
                 self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
                                               payload={"event_id": event.id}), result)
-        if change.cron_tick is not None:
-            function_id, tick = change.cron_tick
-            run_id = change.runs[0].id if change.runs else ""
-            tx.execute("INSERT INTO cron_ticks (function_id, tick_at, run_id) VALUES (?, ?, ?) "
-                       "ON CONFLICT (function_id, tick_at) DO NOTHING",
-                       (function_id, to_ms(tick), run_id))
-            if tx.rowcount == 0:
-                result.cron_fired = False
-                return result
         for run in change.runs:
             result.runs.append(self._insert_run(tx, run, result))
         for patch in change.run_patches:
@@ -471,8 +475,13 @@ class SqlStore(abc.ABC):
 
         sets.append("updated_at = ?")
         params.append(now_ms())
+        guard, guard_params = "", []
+        if patch.expect_state is not UNSET:
+            guard, guard_params = " AND state = ?", [dumps(patch.expect_state or {})]
         tx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND status NOT IN "
-                   f"{TERMINAL_SQL}", (*params, patch.run_id))
+                   f"{TERMINAL_SQL}{guard}", (*params, patch.run_id, *guard_params))
+        if guard and tx.rowcount == 0:
+            raise StaleRunError(f"run {patch.run_id} changed meanwhile (or has ended)")
 
     def _write_step(self, tx: Tx, step: StepWrite) -> None:
         def value(v: Any) -> Any:
@@ -510,6 +519,16 @@ class SqlStore(abc.ABC):
         rows = await self._read(lambda tx: tx.execute(
             f"SELECT {EVENT_COLS} FROM events WHERE id = ?", (event_id,)))
         return row_event(rows[0]) if rows else None
+
+    async def event_get_many(self, *, event_ids: list[str]) -> list[Event]:
+        """The events with these ids that exist, in the order of ``event_ids``."""
+        if not event_ids:
+            return []
+        ids = list(dict.fromkeys(event_ids))
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {EVENT_COLS} FROM events WHERE id IN {_in(ids)}", ids))
+        found = {e.id: e for e in (row_event(r) for r in rows)}
+        return [found[i] for i in event_ids if i in found]
 
     async def event_list(
         self, *, name: str | None, after: datetime | None, before: datetime | None,
@@ -675,6 +694,10 @@ class SqlStore(abc.ABC):
         if filter.search:
             where.append("(id = ? OR error LIKE ?)")
             params.extend([filter.search, f"%{filter.search}%"])
+        if filter.event_name is not None:
+            where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "
+                         "events.id = run_events.event_id WHERE events.name = ?)")
+            params.append(filter.event_name)
         if cursor is not None:
             where.append("id < ?")
             params.append(cursor)
@@ -719,6 +742,92 @@ class SqlStore(abc.ABC):
             params = (correlation_id,)
         rows = await self._read(lambda tx: tx.execute(sql, params))
         return [row_wait(r) for r in rows]
+
+
+    # -- statistics for the dashboard and /metrics (read-only) ---------------------------
+
+    async def function_stats(self, *, since: datetime, limit: int = 10_000) -> list[FunctionStat]:
+        """Outcomes and duration percentiles per function of the latest ``limit`` runs ended
+        at or after ``since`` (percentiles computed here: SQLite has no percentile_cont)."""
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT function_id, status, ended_at - started_at FROM runs "
+            "WHERE ended_at IS NOT NULL AND ended_at >= ? ORDER BY ended_at DESC LIMIT ?",
+            (to_ms(since), limit)))
+        counts: dict[str, dict[str, int]] = {}
+        durations: dict[str, list[int]] = {}
+        for function_id, status, duration in rows:
+            per = counts.setdefault(function_id, {"completed": 0, "failed": 0, "cancelled": 0})
+            per[status] = per.get(status, 0) + 1
+            if duration is not None and status != RunStatus.CANCELLED.value:
+                durations.setdefault(function_id, []).append(int(duration))
+        out: list[FunctionStat] = []
+        for function_id in sorted(counts):
+            values = sorted(durations.get(function_id, []))
+            per = counts[function_id]
+            out.append(FunctionStat(
+                function_id=function_id, completed=per["completed"], failed=per["failed"],
+                cancelled=per["cancelled"], p50_ms=_percentile(values, 50),
+                p95_ms=_percentile(values, 95), p99_ms=_percentile(values, 99)))
+        return out
+
+    async def queue_stats(self, *, now: datetime) -> list[QueueStat]:
+        """Queue items per (queue, function, kind): due, scheduled, leased, oldest due time."""
+        at = to_ms(now)
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT q.queue, r.function_id, q.kind, "
+            "SUM(CASE WHEN q.lease_owner IS NULL AND q.due_at <= ? THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN q.lease_owner IS NULL AND q.due_at > ? THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN q.lease_owner IS NOT NULL THEN 1 ELSE 0 END), "
+            "MIN(CASE WHEN q.lease_owner IS NULL AND q.due_at <= ? THEN q.due_at END) "
+            "FROM queue_items q LEFT JOIN runs r ON r.id = q.run_id "
+            "GROUP BY q.queue, r.function_id, q.kind ORDER BY q.queue, r.function_id, q.kind",
+            (at, at, at)))
+        return [QueueStat(queue=r[0], function_id=r[1], kind=r[2], due=int(r[3] or 0),
+                          scheduled=int(r[4] or 0), leased=int(r[5] or 0),
+                          oldest_due_at=from_ms(r[6])) for r in rows]
+
+    async def run_count_by_status(self) -> dict[tuple[str, str], int]:
+        """The number of runs per ``(function_id, status)``."""
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT function_id, status, COUNT(*) FROM runs GROUP BY function_id, status"))
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def run_stats(self, *, since: datetime, bucket_s: int) -> list[RunBucket]:
+        """Runs created and ended per time bucket since ``since``, oldest bucket first."""
+        if bucket_s < 1:
+            raise ValueError("bucket_s must be at least 1")
+        size = int(bucket_s) * 1000
+        start = to_ms(since)
+
+        def fn(tx: Tx) -> list[RunBucket]:
+            # The bucket size is an int we computed, inlined so both databases divide
+            # integers (a bound parameter's type would be guessed differently).
+            created = tx.execute(
+                f"SELECT created_at / {size}, COUNT(*), AVG(started_at - created_at), "
+                f"MAX(started_at - created_at) FROM runs WHERE created_at >= ? "
+                f"GROUP BY created_at / {size}", (start,))
+            ended = tx.execute(
+                f"SELECT ended_at / {size}, status, COUNT(*) FROM runs "
+                f"WHERE ended_at IS NOT NULL AND ended_at >= ? "
+                f"GROUP BY ended_at / {size}, status", (start,))
+            buckets: dict[int, dict[str, Any]] = {}
+            for bucket, count, lag_avg, lag_max in created:
+                buckets.setdefault(int(bucket), {}).update(
+                    created=int(count), lag_avg_ms=None if lag_avg is None else float(lag_avg),
+                    lag_max_ms=None if lag_max is None else int(lag_max))
+            for bucket, status, count in ended:
+                if status in ("completed", "failed", "cancelled"):
+                    buckets.setdefault(int(bucket), {})[status] = int(count)
+            return [RunBucket(start=_dt(b * size), **buckets[b]) for b in sorted(buckets)]
+        return await self._read(fn)
+
+
+def _percentile(sorted_values: list[int], pct: int) -> int | None:
+    """The nearest-rank percentile of already sorted values (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-pct * len(sorted_values) // 100))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 def terminal(status: RunStatus) -> bool:
