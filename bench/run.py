@@ -44,6 +44,8 @@ PY = sys.executable
 OFFLOAD = str(Path(PY).with_name("offload"))
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 HOST = "127.0.0.1"
+ENGINE_PYTHONPATH = os.environ.get("BENCH_ENGINE_PYTHONPATH", "")
+"""Prepended to the engine's import path only: benchmark a patched scratch copy of src/."""
 
 # (key, label, unit, target, comparison) -- comparison "le" passes when value <= target.
 TARGETS: list[tuple[str, str, str, float | None, str]] = [
@@ -127,12 +129,13 @@ class Proc:
     """A server subprocess with its log, RSS sampling and CPU accounting."""
 
     def __init__(self, name: str, argv: list[str], port: int, log_dir: Path,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = port
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, OFFLOAD_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+        env.update(extra_env or {})
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                       cwd=cwd or ROOT, env=env)
         self.pid = self.popen.pid
@@ -244,7 +247,9 @@ async def engine(db: Database, logs: Path, label: str) -> AsyncIterator[Proc]:
     argv = [OFFLOAD, "dev", "--port", str(port), "--data-dir", str(db.data_dir)]
     if db.url:
         argv += ["--database-url", db.url]
-    proc = Proc(f"engine-{db.store}-{label}", argv, port, logs, cwd=db.data_dir)
+    extra = {"PYTHONPATH": ENGINE_PYTHONPATH} if ENGINE_PYTHONPATH else None
+    proc = Proc(f"engine-{db.store}-{label}", argv, port, logs, cwd=db.data_dir,
+                extra_env=extra)
     try:
         await proc.ready("/readyz")
         yield proc

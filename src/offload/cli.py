@@ -240,5 +240,29 @@ def replay(run_id: str) -> None:
     click.echo(f"{run['id']} replays {run_id}")
 
 
+# -- dashboard ---------------------------------------------------------------------------------
+
+@main.group()
+def dashboard() -> None:
+    """Dashboard administration."""
+
+
+@dashboard.command("hash-password")
+@click.option("--stdin", "from_stdin", is_flag=True,
+              help="Read the password from the first line of standard input.")
+def dashboard_hash_password(from_stdin: bool) -> None:
+    """Print a scrypt hash for OFFLOAD_DASHBOARD_PASSWORD_HASH (format scrypt$n$r$p$salt$hash)."""
+    from offload.security.passwords import hash_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Dashboard password", hide_input=True,
+                                confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.ClickException("use a password of at least 8 characters")
+    click.echo(hash_password(password))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -319,9 +319,9 @@ def test_connection_refused_is_retried_until_the_server_appears(api: httpx.Clien
             break
         assert time.monotonic() < deadline, "no attempt was made"
         time.sleep(0.05)
-    assert run["status"] == "queued"
-    assert "ConnectError" in (run["error"] or {}).get("message", "") or \
-        "ConnectError" in (run["error"] or {}).get("name", "") or run["error"]
+    assert run["status"] in {"queued", "running"}
+    assert "ConnectError" in run["error"]["message"]
+    assert step(run, "request")["status"] == "errored"
     late = Target(port=port).start()
     try:
         run = wait_done(api, run_id, timeout=40)
@@ -329,6 +329,14 @@ def test_connection_refused_is_retried_until_the_server_appears(api: httpx.Clien
         assert len(late.at(path)) == 1
     finally:
         late.stop()
+
+
+def test_connection_refused_exhausts_retries(api: httpx.Client, tag: str) -> None:
+    run = wait_done(api, submit(api, url=f"http://127.0.0.1:{free_port()}/{tag}",
+                                retries=1)["id"])
+    assert run["status"] == "failed" and run["attempt"] == 2 and run["output"] is None
+    assert run["error"]["name"] == "OutboundError"
+    assert "ConnectError" in run["error"]["message"]
 
 
 # -- callbacks -----------------------------------------------------------------------------

@@ -7,12 +7,19 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
+from typing import TYPE_CHECKING
+
 import httpx
 
 from offload.config import Settings, ensure_webhook_secret
 from offload.models import ItemKind, QueueItem
 from offload.store import Store, open_store
 from offload.store.base import Change, Fence
+
+if TYPE_CHECKING:
+    from offload.engine.cron_service import CronService
+    from offload.engine.executor import Executor
+    from offload.engine.triggers import Triggers
 
 log = logging.getLogger("offload.engine")
 
@@ -28,6 +35,11 @@ class Engine:
         self.client: httpx.AsyncClient | None = None
         self.started = False
         self._services: list[object] = []
+        self.executor: Executor | None = None
+        """Durable-function attempts (set by :func:`offload.engine.functions.attach`)."""
+        self.triggers: Triggers | None = None
+        """Event fan-out and wait timeouts."""
+        self.cron: CronService | None = None
 
     async def start(self, *, run_scheduler: bool = True) -> None:
         """Open the store and start claiming work."""
@@ -67,11 +79,9 @@ class Engine:
         self.started = True
 
     def _build_extensions(self) -> None:
-        """Services added by later layers (durable functions, cron, maintenance)."""
-        try:
-            from offload.engine.functions import attach
-        except ImportError:
-            return
+        """Durable functions: the executor, event triggers and cron."""
+        from offload.engine.functions import attach
+
         attach(self)
 
     async def stop(self) -> None:
@@ -99,25 +109,16 @@ class Engine:
         if run.function_id == "http":
             await self.http_tasks.run_attempt(item, run)
             return
-        executor = getattr(self, "executor", None)
-        if executor is None:
-            log.error("no executor for durable functions", extra={"run_id": run.id})
-            return
-        await executor.run_attempt(item, run)
+        assert self.executor is not None
+        await self.executor.run_attempt(item, run)
 
     async def _event_item(self, item: QueueItem) -> None:
-        triggers = getattr(self, "triggers", None)
-        if triggers is None:
-            await self.store.apply(Change(fence=Fence(item.id, item.lease_token or "")))
-            return
-        await triggers.fan_out(item)
+        assert self.triggers is not None
+        await self.triggers.fan_out(item)
 
     async def _wait_timeout_item(self, item: QueueItem) -> None:
-        triggers = getattr(self, "triggers", None)
-        if triggers is None:
-            await self.store.apply(Change(fence=Fence(item.id, item.lease_token or "")))
-            return
-        await triggers.time_out(item)
+        assert self.triggers is not None
+        await self.triggers.time_out(item)
 
     # -- run completion --------------------------------------------------------------------
 

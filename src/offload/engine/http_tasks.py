@@ -18,11 +18,13 @@ from typing import Any
 import httpx
 import orjson
 
+from offload import metrics
 from offload.clock import now
 from offload.engine.retries import Outcome, classify_status, next_retry_delay, parse_retry_after
 from offload.errors import OutboundError
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
 from offload.outbound.http import OutboundResponse, send
+from offload.outbound.tracing import with_traceparent
 from offload.outbound.webhooks import sign_headers
 from offload.store.base import Change, Fence, NewItem, RunPatch, StepWrite, Store
 
@@ -119,7 +121,8 @@ class HttpTasks:
         body, content_type = encode_body(spec.get("body"), spec.get("body_kind", "json"))
         result = await self._call(
             spec.get("method", "POST"), spec["url"], msg_id=f"msg_{run.id}",
-            headers=dict(spec.get("headers") or {}), body=body, content_type=content_type,
+            headers=with_traceparent(spec.get("headers"), run.id), body=body,
+            content_type=content_type,
             timeout_s=float(spec.get("timeout_s", 30.0)))
         max_attempts = int(spec.get("retries", 3)) + 1
         response = describe_response(result.response) if result.response else None
@@ -141,6 +144,7 @@ class HttpTasks:
                 run_id=run.id, status=RunStatus.COMPLETED, attempt=attempt_no, output=response,
                 error=None, state=state, ended_at=result.ended_at))
         elif retry:
+            metrics.count_retry("request")
             delay = next_retry_delay(attempt=attempt_no - 1, retry_after=result.retry_after)
             step.status = StepStatus.ERRORED
             step.ended_at = None
@@ -164,7 +168,10 @@ class HttpTasks:
             change.items.append(NewItem(kind=ItemKind.CALLBACK, run_id=run.id,
                                         due_at=result.ended_at, queue=item.queue,
                                         payload={"url": callback, "attempt": 0}))
-        await self.store.apply(change)
+        elapsed = (result.ended_at - result.started_at).total_seconds()
+        metrics.observe_outbound("target", result.outcome.value, elapsed)
+        metrics.observe_step("request", step.status.value, elapsed)
+        await metrics.timed_store("apply", self.store.apply(change))
         if finished:
             self.on_finished(run.id)
 
@@ -178,8 +185,9 @@ class HttpTasks:
         url = str(item.payload["url"])
         attempt_no = int(item.payload.get("attempt", 0)) + 1
         body = orjson.dumps(callback_body(run))
-        result = await self._call("POST", url, msg_id=f"msg_{run.id}_callback", headers={},
-                                  body=body, content_type="application/json",
+        result = await self._call("POST", url, msg_id=f"msg_{run.id}_callback",
+                                  headers=with_traceparent(None, run.id), body=body,
+                                  content_type="application/json",
                                   timeout_s=float((run.input or {}).get("timeout_s", 30.0)))
         ok = result.outcome is Outcome.SUCCESS
         retry = not ok and result.outcome is Outcome.RETRY and attempt_no <= CALLBACK_RETRIES
@@ -193,11 +201,15 @@ class HttpTasks:
             ended_at=None if retry else result.ended_at)
         change = Change(fence=fence, steps=[step])
         if retry:
+            metrics.count_retry("callback")
             delay = next_retry_delay(attempt=attempt_no - 1, retry_after=result.retry_after)
             change.items.append(NewItem(kind=ItemKind.CALLBACK, run_id=run.id,
                                         due_at=result.ended_at + delay, queue=item.queue,
                                         payload={"url": url, "attempt": attempt_no}))
-        await self.store.apply(change)
+        elapsed = (result.ended_at - result.started_at).total_seconds()
+        metrics.observe_outbound("callback", result.outcome.value, elapsed)
+        metrics.observe_step("callback", step.status.value, elapsed)
+        await metrics.timed_store("apply", self.store.apply(change))
 
 
 def callback_body(run: Run) -> dict[str, Any]:

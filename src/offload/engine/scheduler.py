@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from offload import metrics
 from offload.clock import now
 from offload.errors import LeaseLostError, StoreError
 from offload.ids import new_id, new_token
@@ -106,9 +107,9 @@ class Scheduler:
             limit = min(free, self.batch)
             try:
                 at = now()
-                items = await self.store.queue_claim(
+                items = await metrics.timed_store("queue_claim", self.store.queue_claim(
                     owner=self.owner, token=new_token(), now=at, limit=limit,
-                    lease_until=at + self.lease)
+                    lease_until=at + self.lease))
                 failures = 0
             except StoreError as exc:
                 failures += 1
@@ -141,6 +142,7 @@ class Scheduler:
         self._slot.set()
 
     async def _handle(self, item: QueueItem) -> None:
+        metrics.observe_pickup_lag((now() - item.due_at).total_seconds(), item.kind.value)
         handler = self.handlers.get(item.kind)
         if handler is None:
             log.error("no handler for queue item", extra={"kind": item.kind.value})

@@ -347,16 +347,18 @@ class SqlStore(abc.ABC):
                 result.cron_fired = False
                 return result
         for event in change.events:
-            if event.external_id is not None:
-                rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
-                                  (event.external_id,))
-                if rows:
-                    result.events.append((row_event(rows[0]), False))
-                    continue
+            # ON CONFLICT rather than select-then-insert: two engines accepting the same
+            # external id at once must dedupe, not fail one request on the unique index.
             tx.execute(
-                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (external_id) DO NOTHING",
                 (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
                  None if event.user is None else dumps(event.user), event.external_id))
+            if tx.rowcount == 0:
+                rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
+                                  (event.external_id,))
+                result.events.append((row_event(rows[0]), False))
+                continue
             result.events.append((Event(id=event.id, name=event.name, data=event.data,
                                         ts=event.ts, received_at=event.received_at,
                                         user=event.user, external_id=event.external_id), True))
@@ -395,8 +397,11 @@ class SqlStore(abc.ABC):
                        (fence.item_id, fence.lease_token))
             held = tx.rowcount > 0
         else:
-            held = bool(tx.execute("SELECT 1 FROM queue_items WHERE id = ? AND lease_token = ?",
-                                   (fence.item_id, fence.lease_token)))
+            # A no-op UPDATE, not a SELECT: it locks the row until commit (PostgreSQL), so a
+            # concurrent rescue cannot move the lease between this check and the commit.
+            tx.execute("UPDATE queue_items SET lease_token = lease_token "
+                       "WHERE id = ? AND lease_token = ?", (fence.item_id, fence.lease_token))
+            held = tx.rowcount > 0
         if not held:
             raise LeaseLostError(f"lease on queue item {fence.item_id} is no longer held")
 

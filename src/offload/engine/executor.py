@@ -1,0 +1,593 @@
+"""Drives one attempt of a durable-function run: call request → SDK response → one commit.
+
+Each RUN queue item of a synced function is one call to the app. Its payload says
+which call: ``{"attempt": n}`` is a *discovery* call (``stepId=step``: the SDK
+replays the function from the top and reports what it found), ``{"step_id": h,
+"attempt": n}`` runs one planned step, ``{"wake": h}`` ends a sleep. The SDK's
+answer is recorded in one store transaction fenced by the item's lease, so a
+result is written once even if two engines raced on the same item.
+
+Run state is derived from the run's steps where it can be: the memo map is the
+completed and failed steps, ``ctx.stack`` is their completion order, and the
+*pending* set (parallel steps planned but not finished) is the steps still
+``planned`` or ``errored``. ``run.state`` only holds a write counter (``seq``)
+and the request version the SDK answered with. Every commit is guarded by the
+state it read (``RunPatch.expect_state``): when two parallel steps finish at the
+same moment, one commit wins and the other re-reads the steps and decides again,
+so exactly one discovery call follows a parallel group (wait mode) and none is
+lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from offload.clock import now
+from offload.config import Settings
+from offload.engine.retries import backoff_delay
+from offload.errors import (
+    OutboundError,
+    ProtocolError,
+    StaleRunError,
+    ValidationError,
+)
+from offload.ids import new_id
+from offload.models import Event, Function, ItemKind, QueueItem, Run, RunStatus, Step, \
+    StepKind, StepStatus
+from offload.outbound.http import send
+from offload.protocol.canonical import canonical_json
+from offload.protocol.messages import (
+    DEFAULT_RETRIES,
+    MAX_RETRIES,
+    build_call_request,
+    build_call_url,
+    correlation_id,
+    function_failed_event,
+    function_finished_event,
+    invoke_event,
+    memo_error,
+    memo_output,
+)
+from offload.protocol.opcodes import (
+    GeneratorOp,
+    Opcode,
+    SdkResponse,
+    invoke_spec,
+    parse_sdk_response,
+    sleep_until,
+    wait_for_event_spec,
+)
+from offload.protocol.signing import sign_request
+from offload.store.base import (
+    Change,
+    Fence,
+    NewEvent,
+    NewItem,
+    NewRun,
+    NewWait,
+    RunPatch,
+    Store,
+    StepWrite,
+)
+
+log = logging.getLogger("offload.executor")
+
+DISCOVERY = "step"
+"""The ``stepId`` of a discovery call."""
+MAX_GUARD_RETRIES = 20
+_DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
+_PENDING = (StepStatus.PLANNED, StepStatus.ERRORED, StepStatus.RUNNING)
+_NO_MEMO: Any = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def server_kind(settings: Settings) -> str:
+    """What offload presents as to SDKs: ``cloud`` (signed requests) with a signing key,
+    else ``dev``. Apps in the other mode refuse to sync, with a clear error."""
+    return "cloud" if settings.signing_key else "dev"
+
+
+def function_retries(config: dict[str, Any]) -> int:
+    """Retries of a function (attempts = retries + 1): ``steps.step.retries.attempts``."""
+    steps = config.get("steps")
+    if isinstance(steps, dict) and steps:
+        step = steps.get("step") or next(iter(steps.values()))
+        retries = (step or {}).get("retries") if isinstance(step, dict) else None
+        if isinstance(retries, dict):
+            attempts = retries.get("attempts")
+            if isinstance(attempts, int | float) and not isinstance(attempts, bool):
+                return max(0, min(int(attempts), MAX_RETRIES))
+    return DEFAULT_RETRIES
+
+
+def function_url(config: dict[str, Any]) -> str:
+    """The URL the app serves a function's steps at."""
+    steps = config.get("steps")
+    if isinstance(steps, dict) and steps:
+        step = steps.get("step") or next(iter(steps.values()))
+        if isinstance(step, dict):
+            url = (step.get("runtime") or {}).get("url")
+            if isinstance(url, str) and url:
+                return url
+    raise ValidationError("steps.step.runtime.url", "is missing", "required")
+
+
+def memo_of(step: Step) -> Any:
+    """What the SDK receives for a finished step, or ``_NO_MEMO`` for an unfinished one."""
+    if step.status is StepStatus.FAILED:
+        return memo_error(step.error or {})
+    if step.status is not StepStatus.COMPLETED:
+        return _NO_MEMO
+    if step.kind is StepKind.SLEEP:
+        return None
+    if step.kind is StepKind.WAIT_FOR_EVENT:
+        return step.output
+    return memo_output(step.output)
+
+
+def memos_and_stack(steps: list[Step]) -> tuple[dict[str, Any], list[str]]:
+    """The ``steps`` memo map and ``ctx.stack`` (completion order) of a run."""
+    done = [s for s in steps if s.status in _DONE]
+    done.sort(key=lambda s: (s.ended_at or s.started_at or _EPOCH, s.position))
+    memos: dict[str, Any] = {}
+    for step in done:
+        memo = memo_of(step)
+        if memo is not _NO_MEMO:
+            memos[step.id] = memo
+    return memos, [s.id for s in done]
+
+
+def pending_steps(steps: list[Step]) -> list[Step]:
+    """Planned steps not finished yet (parallel steps and steps awaiting a retry)."""
+    return [s for s in steps if s.kind is StepKind.RUN and s.status in _PENDING]
+
+
+def retry_delay(attempt: int, retry_after: datetime | timedelta | None,
+                at: datetime) -> timedelta:
+    """Backoff with full jitter, or the SDK's ``Retry-After``."""
+    if isinstance(retry_after, datetime):
+        return max(retry_after - at, timedelta(0))
+    if isinstance(retry_after, timedelta):
+        return max(retry_after, timedelta(0))
+    return backoff_delay(attempt)
+
+
+@dataclass
+class Call:
+    """One call request and what came of it."""
+
+    target: str | None
+    attempt: int
+    max_attempts: int
+    started_at: datetime
+    response: SdkResponse
+
+
+@dataclass
+class Outcome:
+    """What :meth:`Executor._plan` decided: the change to commit and whether the run ended."""
+
+    change: Change
+    finished: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Runs durable-function attempts for an engine."""
+
+    def __init__(self, store: Store, client: httpx.AsyncClient, settings: Settings, *,
+                 on_finished: Callable[[str], None]) -> None:
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.on_finished = on_finished
+
+    # -- entry point ---------------------------------------------------------------------
+
+    async def run_attempt(self, item: QueueItem, run: Run) -> None:
+        """Make the call ``item`` asks for and record its outcome, fenced by the lease."""
+        fence = Fence(item.id, item.lease_token or "")
+        fn = await self.store.function_get(function_id=run.function_id)
+        full = await self.store.run_get(run_id=run.id, with_steps=True)
+        if full is None or full.status.terminal:
+            await self.store.apply(Change(fence=fence))
+            return
+        if fn is None:
+            await self._fail_run(full, fence, item, {
+                "name": "FunctionNotFound",
+                "message": f"function {run.function_id!r} is not synced any more",
+                "stack": None})
+            return
+        wake = item.payload.get("wake")
+        if isinstance(wake, str):
+            await self._wake(full, fence, item, wake)
+            return
+        target = item.payload.get("step_id")
+        target = target if isinstance(target, str) and target else None
+        steps = {s.id: s for s in full.steps or []}
+        if target is not None and target in steps and steps[target].status in _DONE:
+            # A duplicate of a call whose result is already recorded: nothing to do.
+            await self.store.apply(Change(fence=fence))
+            return
+        events = await self.store.event_get_many(event_ids=full.event_ids)
+        call = await self._call(fn, full, events, target,
+                                attempt=int(item.payload.get("attempt", 0)))
+        for _ in range(MAX_GUARD_RETRIES):
+            outcome = await self._plan(fn, full, events, item, call)
+            outcome.change.fence = fence
+            try:
+                await self.store.apply(outcome.change)
+            except StaleRunError:
+                fresh = await self.store.run_get(run_id=run.id, with_steps=True)
+                if fresh is None or fresh.status.terminal:
+                    await self.store.apply(Change(fence=fence))
+                    return
+                full = fresh
+                continue
+            if outcome.finished:
+                self.on_finished(run.id)
+            return
+        raise StaleRunError(f"run {run.id}: gave up after {MAX_GUARD_RETRIES} conflicts")
+
+    # -- the call ------------------------------------------------------------------------
+
+    async def _call(self, fn: Function, run: Run, events: list[Event], target: str | None,
+                    *, attempt: int) -> Call:
+        max_attempts = function_retries(fn.config) + 1
+        memos, stack = memos_and_stack(run.steps or [])
+        started = now()
+        payloads = [e.as_payload() for e in events] or [
+            {"name": "offload/run.started", "data": {}, "ts": int(started.timestamp() * 1000)}]
+        version = run.state.get("request_version")
+        body = build_call_request(
+            run_id=run.id, attempt=attempt, max_attempts=max_attempts, events=payloads,
+            steps=memos, stack=stack,
+            disable_immediate_execution=bool(pending_steps(run.steps or [])),
+            step_id=target or DISCOVERY,
+            request_version=version if version in (-1, 1, 2) else 2)
+        content = canonical_json(body)
+        headers = {"Content-Type": "application/json",
+                   "X-Inngest-Server-Kind": server_kind(self.settings),
+                   "X-Run-ID": run.id, "X-Inngest-Step-ID": target or DISCOVERY,
+                   "X-Inngest-Req-Version": str(body["version"])}
+        if self.settings.signing_key:
+            headers["X-Inngest-Signature"] = sign_request(content, self.settings.signing_key,
+                                                          started)
+        url = build_call_url(function_url(fn.config), target or DISCOVERY)
+        try:
+            answer = await send(self.client, "POST", url, headers=headers, content=content,
+                                timeout_s=self.settings.call_timeout_s,
+                                max_response_bytes=self.settings.max_response_bytes)
+            response = parse_sdk_response(answer.status, answer.headers, answer.body)
+        except OutboundError as exc:
+            response = SdkResponse(kind="error", output={
+                "name": type(exc).__name__, "message": str(exc), "stack": None})
+        except ProtocolError as exc:
+            response = SdkResponse(kind="error", output={
+                "name": "ProtocolError", "message": str(exc), "stack": None})
+        except (ValueError, UnicodeDecodeError) as exc:
+            response = SdkResponse(kind="error", output={
+                "name": "ProtocolError", "message": f"unreadable SDK answer: {exc}",
+                "stack": None})
+        return Call(target, attempt, max_attempts, started, response)
+
+    # -- deciding what to write ---------------------------------------------------------
+
+    def _state(self, run: Run, response: SdkResponse | None = None) -> dict[str, Any]:
+        state = dict(run.state)
+        state["seq"] = int(state.get("seq", 0)) + 1
+        if response is not None and response.request_version in (1, 2):
+            state["request_version"] = response.request_version
+        return state
+
+    async def _plan(self, fn: Function, run: Run, events: list[Event], item: QueueItem,
+                    call: Call) -> Outcome:
+        response = call.response
+        at = now()
+        patch = RunPatch(run_id=run.id, attempt=run.attempt + 1, state=self._state(run, response),
+                         expect_state=dict(run.state))
+        change = Change(run_patches=[patch])
+        outcome = Outcome(change)
+        if response.kind == "done":
+            self._complete(fn, run, events, change, patch, response.output, at)
+            outcome.finished = True
+            return outcome
+        if response.kind == "error":
+            return self._function_error(fn, run, events, item, call, outcome, at)
+        if not await self._ops(fn, run, events, item, call, outcome, at):
+            # Nothing new and nothing outstanding: the function is not deterministic, or
+            # the SDK is confused. Retry with backoff like any error, then fail the run.
+            call.response = SdkResponse(kind="error", output={
+                "name": "NoProgressError",
+                "message": "the SDK reported only steps that had already finished",
+                "stack": None})
+            outcome = Outcome(Change(run_patches=[patch]))
+            patch.status = None
+            return self._function_error(fn, run, events, item, call, outcome, at)
+        return outcome
+
+    def _complete(self, fn: Function, run: Run, events: list[Event], change: Change,
+                  patch: RunPatch, output: Any, at: datetime) -> None:
+        patch.status = RunStatus.COMPLETED
+        patch.output = output
+        patch.error = None
+        patch.ended_at = at
+        change.delete_waits_of_runs.append(run.id)
+        finished = function_finished_event(
+            function_id=fn.id, run_id=run.id, events=[e.as_payload() for e in events], ts=at,
+            result=output, correlation_id=run.correlation_id)
+        change.events.append(_new_event(finished, at))
+
+    def _fail(self, fn: Function, run: Run, events: list[Event], change: Change,
+              patch: RunPatch, error: dict[str, Any], at: datetime) -> None:
+        patch.status = RunStatus.FAILED
+        patch.error = error
+        patch.ended_at = at
+        change.delete_waits_of_runs.append(run.id)
+        payloads = [e.as_payload() for e in events]
+        failed = function_failed_event(function_id=fn.id, run_id=run.id, events=payloads,
+                                       error=error, ts=at, correlation_id=run.correlation_id)
+        finished = function_finished_event(function_id=fn.id, run_id=run.id, events=payloads,
+                                           ts=at, error=error,
+                                           correlation_id=run.correlation_id)
+        change.events.extend([_new_event(failed, at), _new_event(finished, at)])
+
+    def _function_error(self, fn: Function, run: Run, events: list[Event], item: QueueItem,
+                        call: Call, outcome: Outcome, at: datetime) -> Outcome:
+        response = call.response
+        change = outcome.change
+        patch = change.run_patches[0]
+        error = dict(response.output or {})
+        retry = not response.no_retry and call.attempt + 1 < call.max_attempts
+        steps = {s.id: s for s in run.steps or []}
+        if call.target is not None:
+            known = steps.get(call.target)
+            change.steps.append(StepWrite(
+                run_id=run.id, id=call.target, name=known.name if known else call.target,
+                kind=StepKind.RUN, status=StepStatus.ERRORED if retry else StepStatus.FAILED,
+                attempts=call.attempt + 1, error=error, started_at=call.started_at,
+                ended_at=None if retry else at))
+        if retry:
+            delay = retry_delay(call.attempt, response.retry_after, at)
+            payload = dict(item.payload)
+            payload["attempt"] = call.attempt + 1
+            change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at + delay,
+                                        queue=item.queue, payload=payload))
+            patch.status = RunStatus.QUEUED
+            patch.error = error
+            return outcome
+        self._fail(fn, run, events, change, patch, error, at)
+        outcome.finished = True
+        return outcome
+
+    async def _ops(self, fn: Function, run: Run, events: list[Event], item: QueueItem,
+                   call: Call, outcome: Outcome, at: datetime) -> bool:
+        """Record the ops of a 206; False when they hold nothing new and nothing is due."""
+        change = outcome.change
+        patch = change.run_patches[0]
+        steps = {s.id: s for s in run.steps or []}
+        response = call.response
+        finished_now: set[str] = set()
+        race = False
+        planned: list[str] = []
+        sleeping = waiting = False
+        for op in response.ops:
+            known = steps.get(op.id)
+            if known is not None and known.status in _DONE:
+                continue  # recorded once; a repeat report changes nothing
+            name = op.step_name
+            if op.op in (Opcode.StepRun, Opcode.Step):
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    status=StepStatus.COMPLETED, attempts=call.attempt + 1, output=op.data,
+                    error=None, started_at=call.started_at, ended_at=at))
+                finished_now.add(op.id)
+                race = race or _is_race(known, op)
+            elif op.op in (Opcode.StepError, Opcode.StepFailed):
+                error = op.error or {"name": "Error", "message": "step failed", "stack": None}
+                last = (op.op is Opcode.StepFailed or response.no_retry
+                        or call.attempt + 1 >= call.max_attempts)
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    status=StepStatus.FAILED if last else StepStatus.ERRORED,
+                    attempts=call.attempt + 1, error=error, started_at=call.started_at,
+                    ended_at=at if last else None))
+                if last:
+                    finished_now.add(op.id)
+                    race = race or _is_race(known, op)
+                else:
+                    delay = retry_delay(call.attempt, response.retry_after, at)
+                    change.items.append(NewItem(
+                        kind=ItemKind.RUN, run_id=run.id, due_at=at + delay, queue=item.queue,
+                        payload={"step_id": op.id, "attempt": call.attempt + 1}))
+                    planned.append(op.id)
+            elif op.op is Opcode.StepPlanned:
+                if known is not None or op.id in planned:
+                    continue  # already planned: its own call is queued
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    status=StepStatus.PLANNED, attempts=0,
+                    input={"parallel_mode": op.parallel_mode}))
+                change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
+                                            queue=item.queue,
+                                            payload={"step_id": op.id, "attempt": 0}))
+                planned.append(op.id)
+            elif op.op is Opcode.Sleep:
+                if known is not None:
+                    continue
+                until = sleep_until(op, at)
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.SLEEP,
+                    status=StepStatus.SLEEPING, input={"until": until.isoformat()},
+                    started_at=at))
+                change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id,
+                                            due_at=max(until, at), queue=item.queue,
+                                            payload={"wake": op.id}))
+                sleeping = True
+            elif op.op is Opcode.WaitForEvent:
+                if known is not None:
+                    continue
+                spec = wait_for_event_spec(op)
+                expires = at + spec.timeout
+                wait_id = new_id()
+                trigger = events[0].as_payload() if events else {}
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.WAIT_FOR_EVENT,
+                    status=StepStatus.WAITING,
+                    input={"event": spec.event, "if": spec.expression,
+                           "timeout_at": expires.isoformat()}, started_at=at))
+                change.waits.append(NewWait(
+                    id=wait_id, run_id=run.id, step_id=op.id, created_at=at,
+                    event_name=spec.event, expression=spec.expression,
+                    trigger={"event": trigger, "name": name, "kind": "event"},
+                    expires_at=expires))
+                change.items.append(NewItem(
+                    kind=ItemKind.WAIT_TIMEOUT, run_id=run.id, due_at=expires,
+                    queue=item.queue, payload={"wait_id": wait_id, "step_id": op.id,
+                                               "kind": "event", "name": name}))
+                waiting = True
+            elif op.op is Opcode.InvokeFunction:
+                if known is not None:
+                    continue
+                waiting = await self._invoke(fn, run, item, op, change, at) or waiting
+                if not waiting:
+                    finished_now.add(op.id)
+            elif op.op in (Opcode.RunComplete, Opcode.SyncRunComplete):
+                change.steps.clear()
+                change.items.clear()
+                change.waits.clear()
+                change.runs.clear()
+                change.events.clear()
+                self._complete(fn, run, events, change, patch, op.data, at)
+                outcome.finished = True
+                return True
+            else:
+                change.steps.append(StepWrite(
+                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    status=StepStatus.FAILED, attempts=call.attempt + 1,
+                    error={"name": "UnsupportedOpcode",
+                           "message": f"offload does not support {op.op.value} yet",
+                           "stack": None}, started_at=call.started_at, ended_at=at))
+                finished_now.add(op.id)
+        # Who calls the app next: a discovery call once no planned step is outstanding
+        # (wait mode), or after each finished step in race mode.
+        still_pending = [s.id for s in pending_steps(list(steps.values()))
+                         if s.id not in finished_now and s.id != call.target] + planned
+        if call.target is not None and call.target not in finished_now \
+                and call.target not in planned and call.target in steps:
+            # The targeted step did not report itself; leave it pending for a retry.
+            still_pending.append(call.target)
+        discover = bool(finished_now) and (race or not still_pending)
+        if not finished_now and not planned and not sleeping and not waiting \
+                and not still_pending:
+            return False
+        if discover:
+            change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
+                                        queue=item.queue, payload={"attempt": 0}))
+        if discover or planned or still_pending:
+            patch.status = RunStatus.RUNNING
+        elif sleeping:
+            patch.status = RunStatus.SLEEPING
+        elif waiting:
+            patch.status = RunStatus.WAITING
+        else:
+            patch.status = RunStatus.RUNNING
+        patch.error = None
+        return True
+
+    async def _invoke(self, fn: Function, run: Run, item: QueueItem, op: GeneratorOp,
+                      change: Change, at: datetime) -> bool:
+        """Start the invoked run and wait for it; False (step failed) if it cannot start."""
+        spec = invoke_spec(op)
+        target = await self.store.function_get(function_id=spec.function_id)
+        name = op.step_name
+        if target is None:
+            change.steps.append(StepWrite(
+                run_id=run.id, id=op.id, name=name, kind=StepKind.INVOKE,
+                status=StepStatus.FAILED, attempts=1,
+                error={"name": "InvokeError",
+                       "message": f"no function with id {spec.function_id!r} is synced",
+                       "stack": None}, started_at=at, ended_at=at))
+            return False
+        corr = correlation_id(run.id, op.id)
+        expires = at + spec.timeout if spec.timeout is not None else None
+        event = invoke_event(function_id=target.id, data=spec.data, parent_run_id=run.id,
+                             step_id=op.id, ts=at, display_name=name, user=spec.user,
+                             source_app_id=fn.app_id, source_fn_id=fn.id, expire=expires)
+        event_id = new_id()
+        change.events.append(NewEvent(id=event_id, name=event["name"], data=event["data"],
+                                      ts=event["ts"], received_at=at, user=event.get("user"),
+                                      fanout=False))
+        child_id = new_id()
+        change.runs.append(NewRun(
+            id=child_id, function_id=target.id, app_id=target.app_id, created_at=at,
+            event_ids=[event_id], correlation_id=corr,
+            items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})]))
+        change.steps.append(StepWrite(
+            run_id=run.id, id=op.id, name=name, kind=StepKind.INVOKE, status=StepStatus.WAITING,
+            input={"function_id": target.id, "run_id": child_id, "data": spec.data},
+            started_at=at))
+        wait_id = new_id()
+        change.waits.append(NewWait(id=wait_id, run_id=run.id, step_id=op.id, created_at=at,
+                                    correlation_id=corr,
+                                    trigger={"name": name, "kind": "invoke"},
+                                    expires_at=expires))
+        if expires is not None:
+            change.items.append(NewItem(
+                kind=ItemKind.WAIT_TIMEOUT, run_id=run.id, due_at=expires, queue=item.queue,
+                payload={"wait_id": wait_id, "step_id": op.id, "kind": "invoke",
+                         "name": name}))
+        return True
+
+    # -- sleeps and failures -------------------------------------------------------------
+
+    async def _wake(self, run: Run, fence: Fence, item: QueueItem, step_id: str) -> None:
+        steps = {s.id: s for s in run.steps or []}
+        known = steps.get(step_id)
+        at = now()
+        change = Change(fence=fence)
+        if known is not None and known.status not in _DONE:
+            change.steps.append(StepWrite(
+                run_id=run.id, id=step_id, name=known.name, kind=StepKind.SLEEP,
+                status=StepStatus.COMPLETED, attempts=1, output=None, ended_at=at))
+            change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
+                                        queue=item.queue, payload={"attempt": 0}))
+            change.run_patches.append(RunPatch(run_id=run.id, status=RunStatus.RUNNING))
+        await self.store.apply(change)
+
+    async def _fail_run(self, run: Run, fence: Fence, item: QueueItem,
+                        error: dict[str, Any]) -> None:
+        at = now()
+        events = await self.store.event_get_many(event_ids=run.event_ids)
+        patch = RunPatch(run_id=run.id)
+        change = Change(fence=fence, run_patches=[patch])
+        payloads = [e.as_payload() for e in events]
+        patch.status = RunStatus.FAILED
+        patch.error = error
+        patch.ended_at = at
+        change.delete_waits_of_runs.append(run.id)
+        finished = function_finished_event(function_id=run.function_id, run_id=run.id,
+                                           events=payloads, ts=at, error=error,
+                                           correlation_id=run.correlation_id)
+        change.events.append(_new_event(finished, at))
+        await self.store.apply(change)
+        self.on_finished(run.id)
+
+
+def _is_race(known: Step | None, op: GeneratorOp) -> bool:
+    if op.parallel_mode == "race":
+        return True
+    return bool(known is not None and isinstance(known.input, dict)
+                and known.input.get("parallel_mode") == "race")
+
+
+def _new_event(event: dict[str, Any], at: datetime, *, fanout: bool = True) -> NewEvent:
+    """A lifecycle event to store (and fan out, so waits and on-failure handlers see it)."""
+    return NewEvent(id=new_id(), name=event["name"], data=event["data"], ts=event["ts"],
+                    received_at=at, user=event.get("user"), fanout=fanout)

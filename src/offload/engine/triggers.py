@@ -1,0 +1,213 @@
+"""What an accepted event does: start runs, resume waits, cancel runs; and wait timeouts.
+
+One EVENT queue item per stored event. Its fan-out is committed in one change
+fenced by that item, so each event starts each matching function exactly once
+even when an engine dies halfway through:
+
+* every function with a trigger on the event's name whose ``expression`` (CEL,
+  ``event`` = the event) holds gets a run; ``inngest/function.invoked`` starts only
+  the function named in ``data._inngest.fn_id``;
+* waits for the event's name whose ``if`` holds (``event`` = the waiting run's
+  trigger, ``async`` = this event) resume with the event as the step's output;
+* ``inngest/function.finished`` resumes the invoke wait with its correlation id;
+* runs of functions whose ``cancel`` entry matches are cancelled (before the commit:
+  cancelling is idempotent).
+
+A WAIT_TIMEOUT item resumes its wait with ``null`` (wait-for-event) or the invoke
+timeout error, unless an event got there first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from offload.clock import now
+from offload.engine.expressions import compile_expression, evaluate_key
+from offload.errors import ExpressionError
+from offload.ids import new_id
+from offload.models import Event, Function, ItemKind, QueueItem, RunStatus, StepKind, \
+    StepStatus, Wait
+from offload.protocol.messages import (
+    FUNCTION_FINISHED_EVENT,
+    FUNCTION_INVOKED_EVENT,
+    INVOKE_TIMEOUT_ERROR,
+    function_cancelled_event,
+)
+from offload.store.base import (
+    Change,
+    Fence,
+    Idempotency,
+    NewEvent,
+    NewItem,
+    NewRun,
+    Resume,
+    RunFilter,
+    Store,
+    StepWrite,
+)
+
+log = logging.getLogger("offload.triggers")
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_LIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SLEEPING, RunStatus.WAITING)
+
+
+def _matches(expression: str | None, variables: dict[str, Any]) -> bool:
+    if not expression:
+        return True
+    try:
+        return compile_expression(expression).matches(variables)
+    except ExpressionError:
+        return False
+
+
+def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
+    """Whether ``event`` starts a run of ``fn``."""
+    name = event.get("name")
+    if name == FUNCTION_INVOKED_EVENT:
+        meta = (event.get("data") or {}).get("_inngest") or {}
+        return isinstance(meta, dict) and meta.get("fn_id") == fn.id
+    for trigger in fn.config.get("triggers") or []:
+        if not isinstance(trigger, dict) or trigger.get("event") != name:
+            continue
+        if _matches(trigger.get("expression"), {"event": event}):
+            return True
+    return False
+
+
+def new_run_for(fn: Function, event: Event, at: datetime) -> NewRun:
+    """A run of ``fn`` started by ``event``, with its first discovery call due now."""
+    payload = event.as_payload()
+    idempotency = None
+    key_expr = fn.config.get("idempotency")
+    if isinstance(key_expr, str) and key_expr:
+        try:
+            key = evaluate_key(key_expr, {"event": payload})
+        except ExpressionError:
+            key = None
+        if key is not None:
+            idempotency = Idempotency(scope=f"fn:{fn.id}", key=key,
+                                      expires_at=at + IDEMPOTENCY_WINDOW)
+    return NewRun(id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
+                  event_ids=[event.id], idempotency=idempotency,
+                  items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})])
+
+
+def _resume(wait: Wait, at: datetime, *, output: Any = None,
+            error: dict[str, Any] | None = None) -> Resume:
+    trigger = wait.trigger or {}
+    kind = StepKind.INVOKE if trigger.get("kind") == "invoke" else StepKind.WAIT_FOR_EVENT
+    step = StepWrite(run_id=wait.run_id, id=wait.step_id,
+                     name=str(trigger.get("name") or wait.step_id), kind=kind,
+                     status=StepStatus.FAILED if error is not None else StepStatus.COMPLETED,
+                     attempts=1, output=output, error=error, ended_at=at)
+    return Resume(wait_id=wait.id, run_id=wait.run_id, step=step,
+                  item=NewItem(kind=ItemKind.RUN, run_id=wait.run_id, due_at=at,
+                               payload={"attempt": 0}))
+
+
+class Triggers:
+    """Fans events out and times waits out."""
+
+    def __init__(self, store: Store, *, on_finished: Callable[[str], None]) -> None:
+        self.store = store
+        self.on_finished = on_finished
+
+    async def fan_out(self, item: QueueItem) -> None:
+        """Start, resume and cancel runs for the event of ``item``."""
+        fence = Fence(item.id, item.lease_token or "")
+        event = await self.store.event_get(event_id=str(item.payload.get("event_id", "")))
+        if event is None:
+            await self.store.apply(Change(fence=fence))
+            return
+        at = now()
+        payload = event.as_payload()
+        change = Change(fence=fence)
+        functions = await self.store.function_list()
+        for fn in functions:
+            if triggered_by(fn, payload):
+                change.runs.append(new_run_for(fn, event, at))
+        for wait in await self.store.wait_list(event_name=event.name):
+            trigger_event = (wait.trigger or {}).get("event") or {}
+            if _matches(wait.expression, {"event": trigger_event, "async": payload}):
+                change.resumes.append(_resume(wait, at, output=payload))
+        if event.name == FUNCTION_FINISHED_EVENT and isinstance(event.data, dict):
+            corr = event.data.get("correlation_id")
+            if isinstance(corr, str) and corr:
+                for wait in await self.store.wait_list(correlation_id=corr):
+                    if "error" in event.data and event.data["error"] is not None:
+                        change.resumes.append(_resume(wait, at, error=event.data["error"]))
+                    else:
+                        change.resumes.append(_resume(wait, at,
+                                                      output=event.data.get("result")))
+        await self._cancel_matching(functions, payload, at)
+        await self.store.apply(change)
+
+    async def _cancel_matching(self, functions: list[Function], payload: dict[str, Any],
+                               at: datetime) -> None:
+        """Cancel live runs of functions whose ``cancel`` entries match this event."""
+        for fn in functions:
+            cancels = [c for c in fn.config.get("cancel") or []
+                       if isinstance(c, dict) and c.get("event") == payload.get("name")]
+            if not cancels:
+                continue
+            cursor: str | None = None
+            while True:
+                page = await self.store.run_list(
+                    filter=RunFilter(statuses=_LIVE, function_id=fn.id), cursor=cursor,
+                    limit=200)
+                for run in page.data:
+                    events = await self.store.event_get_many(event_ids=run.event_ids[:1])
+                    trigger = events[0].as_payload() if events else {}
+                    for cancel in cancels:
+                        timeout = cancel.get("timeout")
+                        if isinstance(timeout, str) and timeout:
+                            from offload.protocol.durations import parse_duration
+
+                            try:
+                                if run.created_at + parse_duration(timeout) < at:
+                                    continue
+                            except Exception:  # noqa: BLE001 - a bad timeout never matches
+                                continue
+                        if _matches(cancel.get("if"), {"event": trigger, "async": payload}):
+                            await self._cancel(fn, run.id, trigger, at)
+                            break
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+
+    async def _cancel(self, fn: Function, run_id: str, trigger: dict[str, Any],
+                      at: datetime) -> None:
+        cancelled = await self.store.run_cancel(
+            run_id=run_id, at=at,
+            error={"name": "FunctionCancelledError", "message": "cancelled by a cancel event",
+                   "stack": None})
+        if cancelled is None:
+            return
+        event = function_cancelled_event(function_id=fn.id, run_id=run_id,
+                                         events=[trigger] if trigger else [], ts=at,
+                                         correlation_id=cancelled.correlation_id)
+        await self.store.apply(Change(events=[NewEvent(
+            id=new_id(), name=event["name"], data=event["data"], ts=event["ts"],
+            received_at=at)]))
+        self.on_finished(run_id)
+
+    async def time_out(self, item: QueueItem) -> None:
+        """Resume a wait that reached its timeout (no-op if it was resumed already)."""
+        fence = Fence(item.id, item.lease_token or "")
+        wait_id = str(item.payload.get("wait_id", ""))
+        at = now()
+        kind = item.payload.get("kind")
+        name = str(item.payload.get("name") or item.payload.get("step_id") or "")
+        wait = Wait(id=wait_id, run_id=item.run_id or "",
+                    step_id=str(item.payload.get("step_id", "")), event_name=None,
+                    expression=None, correlation_id=None,
+                    trigger={"name": name, "kind": kind}, expires_at=at, created_at=at)
+        if kind == "invoke":
+            resume = _resume(wait, at, error=dict(INVOKE_TIMEOUT_ERROR))
+        else:
+            resume = _resume(wait, at, output=None)
+        await self.store.apply(Change(fence=fence, resumes=[resume]))

@@ -1,0 +1,117 @@
+"""The examples in examples/ run against `offload dev` with only environment variables set.
+
+The Next.js example runs under the real `next dev`; the FastAPI example under uvicorn.
+Each is synced through POST /v1/apps, given work through its own endpoint, and the
+multi-step run is checked through /v1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.engine import EngineProcess, free_port
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            httpx.get(url, timeout=5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer: {log.read_text()[-3000:]}")
+
+
+def _start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    return subprocess.Popen(cmd, cwd=cwd, env={**base, **env}, stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    with EngineProcess(tmp_path / "engine") as e:
+        yield e
+
+
+def _finished(engine: EngineProcess, function_id: str, timeout: float = 40) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = httpx.get(f"{engine.url}/v1/runs", params={"function_id": function_id}).json()
+        for run in runs["data"]:
+            if run["status"] in ("completed", "failed"):
+                result: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{run['id']}").json()
+                return result
+        time.sleep(0.2)
+    raise AssertionError(f"no finished run of {function_id}")
+
+
+def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
+    app_dir = EXAMPLES / "nextjs"
+    if shutil.which("node") is None or not (app_dir / "node_modules" / "next").exists():
+        message = "Next.js example needs node and `npm ci` in examples/nextjs (scripts/services)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(f"SKIPPING — {message}")
+    port = free_port()
+    log = tmp_path / "next.log"
+    proc = _start([str(app_dir / "node_modules" / ".bin" / "next"), "dev", "-p", str(port),
+                   "-H", "127.0.0.1"], app_dir,
+                  {"INNGEST_DEV": engine.url, "NEXT_TELEMETRY_DISABLED": "1"}, log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/inngest", proc, log)
+        r = httpx.post(f"{engine.url}/v1/apps",
+                       json={"url": f"http://127.0.0.1:{port}/api/inngest"}, timeout=60)
+        assert r.status_code in (200, 201), r.text
+        r = httpx.post(f"http://127.0.0.1:{port}/api/orders", timeout=60,
+                       json={"orderId": "A1", "items": [{"price": 5, "qty": 2},
+                                                        {"price": 1, "qty": 3}]})
+        assert r.status_code == 202, r.text
+        run = _finished(engine, "shop-fulfil-order")
+        assert run["status"] == "completed", run
+        assert run["output"] == {"orderId": "A1", "charge": {"id": "ch_A1", "total": 13},
+                                 "shipment": {"tracking": "TRK-A1"}}
+        assert [s["kind"] for s in run["steps"]] == ["run", "run", "sleep", "run"]
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_fastapi_example(engine: EngineProcess, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "fastapi.log"
+    proc = _start([sys.executable, "-m", "uvicorn", "main:app", "--port", str(port),
+                   "--host", "127.0.0.1"], EXAMPLES / "fastapi", {"INNGEST_DEV": engine.url},
+                  log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/inngest", proc, log)
+        r = httpx.post(f"{engine.url}/v1/apps",
+                       json={"url": f"http://127.0.0.1:{port}/api/inngest"}, timeout=30)
+        assert r.status_code in (200, 201), r.text
+        r = httpx.post(f"http://127.0.0.1:{port}/signup", json={"email": "ada@example.com"})
+        assert r.status_code == 202, r.text
+        run = _finished(engine, "signup-onboard-user")
+        assert run["status"] == "completed", run
+        assert run["output"] == {"account": {"account_id": "acct_ada"},
+                                 "mail": "welcome mail queued for ada@example.com"}
+    finally:
+        proc.kill()
+        proc.wait(10)
