@@ -280,6 +280,16 @@ def py_spy(proc: Proc, out_dir: Path | None, name: str, seconds: float) -> Itera
 
 # -- measurements ----------------------------------------------------------------------------
 
+async def target_call(target: Proc, method: str, path: str) -> Any:
+    """One call to the target on a fresh connection (uvicorn drops idle ones after 5 s)."""
+    conn = await RawConn(HOST, target.port).connect()
+    try:
+        _, body = await conn.request(method, path)
+    finally:
+        await conn.close()
+    return orjson.loads(body)
+
+
 def task_body(target_url: str, *, delay: float | None, k: int | None = None) -> dict[str, Any]:
     task: dict[str, Any] = {"url": target_url, "method": "POST",
                             "body": {"k": k, "t": time.time()} if k is not None else {"n": 1}}
@@ -373,8 +383,7 @@ async def batch_ingest(port: int, target_url: str, cfg: Config) -> dict[str, flo
 async def end_to_end(port: int, target: Proc, target_url: str, db: Database, cfg: Config,
                      engine_proc: Proc) -> dict[str, Any]:
     """Submit ``e2e_n`` tasks in batches; time until every run is completed."""
-    tconn = await RawConn(HOST, target.port).connect()
-    await tconn.request("POST", "/reset")
+    await target_call(target, "POST", "/reset")
     conn = await RawConn(HOST, port).connect()
     bodies = []
     for start in range(0, cfg.e2e_n, cfg.batch_size):
@@ -393,8 +402,7 @@ async def end_to_end(port: int, target: Proc, target_url: str, db: Database, cfg
     deadline = t0 + cfg.e2e_timeout
     while time.perf_counter() < deadline:
         if last_hit_at is None:
-            _, stats = await tconn.request("GET", "/stats")
-            if orjson.loads(stats)["hits"] >= cfg.e2e_n:
+            if (await target_call(target, "GET", "/stats"))["hits"] >= cfg.e2e_n:
                 last_hit_at = time.perf_counter() - t0
         completed = await asyncio.to_thread(db.count_runs, "completed")
         if completed >= cfg.e2e_n:
@@ -403,10 +411,8 @@ async def end_to_end(port: int, target: Proc, target_url: str, db: Database, cfg
     elapsed = time.perf_counter() - t0
     cpu = engine_proc.cpu() - cpu0
     failed = await asyncio.to_thread(db.count_runs, "failed")
-    _, stats = await tconn.request("GET", "/stats")
-    hits = orjson.loads(stats)["hits"]
+    hits = (await target_call(target, "GET", "/stats"))["hits"]
     await conn.close()
-    await tconn.close()
     return {"rate": completed / elapsed, "completed": completed, "failed": failed,
             "target_hits": hits, "elapsed_s": elapsed, "submit_s": submitted,
             "last_hit_s": last_hit_at, "engine_cpu_s": cpu,
@@ -415,8 +421,7 @@ async def end_to_end(port: int, target: Proc, target_url: str, db: Database, cfg
 
 async def pickup(port: int, target: Proc, target_url: str, cfg: Config) -> dict[str, Any]:
     """Tasks at a steady rate, no delay; target arrival minus ack receipt per task."""
-    tconn = await RawConn(HOST, target.port).connect()
-    await tconn.request("POST", "/reset")
+    await target_call(target, "POST", "/reset")
     conn = await RawConn(HOST, port).connect()
     n = int(cfg.pickup_rate * cfg.pickup_seconds)
     acks: dict[int, float] = {}
@@ -438,13 +443,11 @@ async def pickup(port: int, target: Proc, target_url: str, cfg: Config) -> dict[
     deadline = time.monotonic() + 10
     arrivals: dict[str, float] = {}
     while time.monotonic() < deadline:
-        _, stats = await tconn.request("GET", "/stats?arrivals=1")
-        arrivals = orjson.loads(stats)["arrivals"]
+        arrivals = (await target_call(target, "GET", "/stats?arrivals=1"))["arrivals"]
         if len(arrivals) >= n:
             break
         await asyncio.sleep(0.1)
     await conn.close()
-    await tconn.close()
     pick = [(arrivals[str(k)] - acks[k]) * 1000 for k in acks if str(k) in arrivals]
     return {"p50": pct(pick, 50), "p99": pct(pick, 99), "max": max(pick) if pick else None,
             "min": min(pick) if pick else None, "arrived": len(pick), "sent": n,

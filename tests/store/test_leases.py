@@ -103,3 +103,42 @@ async def test_lease_rescue_expired__nothing_leased(store: Any) -> None:
     await create_run(store, id="r1")
     assert await store.lease_rescue_expired(now=at(10_000), max_expiries=1) == []
     assert await store.queue_next_due() == T0
+
+
+async def test_apply__kept_fence_blocks_concurrent_lease_change(postgres_url: str) -> None:
+    """A fence check holds the item's row until commit, so a rescuer cannot slip between.
+
+    Another transaction takes the item's row lock first and moves the lease; the fenced
+    apply must wait for it and then refuse, not check a stale row and commit.
+    """
+    import asyncio
+
+    import psycopg
+
+    from offload.store import open_store
+    from offload.store.base import RunPatch
+
+    store = open_store(postgres_url)
+    await store.open()
+    try:
+        await create_run(store, id="r1")
+        item, fence = await claim_one(store)
+        with psycopg.connect(postgres_url) as other:
+            other.execute("UPDATE queue_items SET lease_token = 'rescuer' WHERE id = %s",
+                          (item.id,))
+            task = asyncio.ensure_future(store.apply(Change(
+                fence=fence, keep_fenced_item=True,
+                run_patches=[RunPatch(run_id="r1", status=RunStatus.COMPLETED)])))
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            assert not done, "the fenced apply did not wait for the row lock"
+            other.commit()
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except LeaseLostError:
+            pass
+        else:
+            raise AssertionError("a fence checked against a stale row was accepted")
+        run = await store.run_get(run_id="r1")
+        assert run is not None and run.status is RunStatus.RUNNING
+    finally:
+        await store.close()

@@ -423,3 +423,52 @@ async def test_run_prune__deletes_old_events_and_expired_keys(store: Any) -> Non
 
 async def test_run_prune__nothing_to_do(store: Any) -> None:
     assert await store.run_prune(ended_before=FAR, limit=10) == 0
+
+
+# -- group commit and concurrency ----------------------------------------------------
+
+
+async def test_apply__concurrent_changes_commit_or_fail_alone(store: Any) -> None:
+    """500 concurrent apply() calls: SQLite commits them in groups, one SAVEPOINT each.
+
+    Every seventh change carries a fence that does not hold and every eleventh fails
+    half-way (its input is not JSON) after writing an event; each of those raises and
+    leaves no trace, and every other change in the same group is committed.
+    """
+    import asyncio
+
+    def change(i: int) -> Change:
+        run = new_run(id=f"r{i:03}", input={"i": i})
+        c = Change(runs=[run])
+        if i % 7 == 0:
+            c.fence = Fence(f"missing-{i}", "token")
+        elif i % 11 == 0:
+            c.events = [NewEvent(id=f"e{i:03}", name="half", data={}, ts=0, received_at=T0)]
+            run.input = {"bad": {1, 2}}  # a set: orjson refuses it after the event insert
+        return c
+
+    sizes: list[int] = []
+    if hasattr(store, "_run_batch"):  # SQLite: record group sizes to prove groups formed
+        run_batch = store._run_batch
+
+        def recording(conn: Any, batch: list[Any]) -> None:
+            sizes.append(len(batch))
+            run_batch(conn, batch)
+        store._run_batch = recording
+    results = await asyncio.gather(*(store.apply(change(i)) for i in range(500)),
+                                   return_exceptions=True)
+    if hasattr(store, "_run_batch"):
+        assert max(sizes) > 1, sizes
+    failed = {i for i, r in enumerate(results) if isinstance(r, BaseException)}
+    fenced = {i for i in range(500) if i % 7 == 0}
+    broken = {i for i in range(500) if i % 11 == 0} - fenced
+    assert failed == fenced | broken
+    assert all(isinstance(results[i], LeaseLostError) for i in fenced)
+    assert all(isinstance(results[i], TypeError) for i in broken)
+    ok = sorted(set(range(500)) - failed)
+    assert await count(store, "runs") == len(ok)
+    assert await count(store, "queue_items") == len(ok)
+    assert await count(store, "events") == 0
+    for i in (ok[0], ok[-1], 1, 499):
+        run = await store.run_get(run_id=f"r{i:03}")
+        assert run is not None and run.input == {"i": i}

@@ -77,8 +77,11 @@ async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
              403: "forbidden", 413: "payload_too_large", 415: "unsupported_media_type"}
+    errors = None
+    if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. nesting too deep)
+        errors = [{"field": "body", "code": "unparseable", "message": str(exc.detail)}]
     return problem(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-                   headers=dict(exc.headers or {}))
+                   errors, headers=dict(exc.headers or {}))
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import timedelta
-
 from typing import TYPE_CHECKING
 
 import httpx

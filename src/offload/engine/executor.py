@@ -38,8 +38,17 @@ from offload.errors import (
     ValidationError,
 )
 from offload.ids import new_id
-from offload.models import Event, Function, ItemKind, QueueItem, Run, RunStatus, Step, \
-    StepKind, StepStatus
+from offload.models import (
+    Event,
+    Function,
+    ItemKind,
+    QueueItem,
+    Run,
+    RunStatus,
+    Step,
+    StepKind,
+    StepStatus,
+)
 from offload.outbound.http import send
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
@@ -72,8 +81,8 @@ from offload.store.base import (
     NewRun,
     NewWait,
     RunPatch,
-    Store,
     StepWrite,
+    Store,
 )
 
 log = logging.getLogger("offload.executor")

@@ -26,10 +26,19 @@ from typing import Any
 
 from offload.clock import now
 from offload.engine.expressions import compile_expression, evaluate_key
-from offload.errors import ExpressionError
+from offload.errors import ExpressionError, ValidationError
 from offload.ids import new_id
-from offload.models import Event, Function, ItemKind, QueueItem, RunStatus, StepKind, \
-    StepStatus, Wait
+from offload.models import (
+    Event,
+    Function,
+    ItemKind,
+    QueueItem,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    Wait,
+)
+from offload.protocol.durations import parse_duration
 from offload.protocol.messages import (
     FUNCTION_FINISHED_EVENT,
     FUNCTION_INVOKED_EVENT,
@@ -45,8 +54,8 @@ from offload.store.base import (
     NewRun,
     Resume,
     RunFilter,
-    Store,
     StepWrite,
+    Store,
 )
 
 log = logging.getLogger("offload.triggers")
@@ -62,6 +71,16 @@ def _matches(expression: str | None, variables: dict[str, Any]) -> bool:
         return compile_expression(expression).matches(variables)
     except ExpressionError:
         return False
+
+
+def _expired(timeout: Any, since: datetime, at: datetime) -> bool:
+    """Whether a cancel entry's ``timeout`` (counted from the run's start) has passed."""
+    if not isinstance(timeout, str) or not timeout:
+        return False
+    try:
+        return since + parse_duration(timeout) < at
+    except ValidationError:
+        return True
 
 
 def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
@@ -163,15 +182,8 @@ class Triggers:
                     events = await self.store.event_get_many(event_ids=run.event_ids[:1])
                     trigger = events[0].as_payload() if events else {}
                     for cancel in cancels:
-                        timeout = cancel.get("timeout")
-                        if isinstance(timeout, str) and timeout:
-                            from offload.protocol.durations import parse_duration
-
-                            try:
-                                if run.created_at + parse_duration(timeout) < at:
-                                    continue
-                            except Exception:  # noqa: BLE001 - a bad timeout never matches
-                                continue
+                        if _expired(cancel.get("timeout"), run.created_at, at):
+                            continue
                         if _matches(cancel.get("if"), {"event": trigger, "async": payload}):
                             await self._cancel(fn, run.id, trigger, at)
                             break

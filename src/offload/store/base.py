@@ -62,6 +62,9 @@ class NewItem:
     payload: dict[str, Any] = field(default_factory=dict)
     concurrency_key: str | None = None
     id: str | None = None
+    concurrency_limit: int | None = None
+    concurrency_key2: str | None = None
+    concurrency_limit2: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +74,62 @@ class Idempotency:
     scope: str
     key: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimit:
+    """At most ``limit`` leased RUN items with ``key`` at once."""
+
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gcra:
+    """A throttle (delay) or rate limit (drop): ``limit`` per ``period_ms``, keyed."""
+
+    key: str
+    limit: int
+    period_ms: int
+    burst: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    """Start once, with the last run's input, after ``period_ms`` of quiet (or ``timeout_ms``)."""
+
+    key: str
+    period_ms: int
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Collect runs' events into one run: up to ``max_size`` or until ``timeout_ms``."""
+
+    key: str
+    max_size: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Singleton:
+    """One unfinished run per key: ``skip`` the new run or ``cancel`` the old one."""
+
+    key: str
+    mode: str
+
+
+@dataclass(slots=True)
+class RunFlow:
+    """Flow control the store applies when it creates a run (see ``engine/flow.py``)."""
+
+    concurrency: list[ConcurrencyLimit] = field(default_factory=list)
+    throttle: Gcra | None = None
+    rate_limit: Gcra | None = None
+    debounce: Debounce | None = None
+    batch: Batch | None = None
+    singleton: Singleton | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +149,7 @@ class NewRun:
     state: dict[str, Any] = field(default_factory=dict)
     idempotency: Idempotency | None = None
     items: list[NewItem] = field(default_factory=list)
+    flow: RunFlow | None = None
 
 
 @dataclass(slots=True)
@@ -193,6 +253,10 @@ class ChangeResult:
     resumed: list[str] = field(default_factory=list)
     cron_fired: bool = True
     enqueued: int = 0
+    outcomes: list[str] = field(default_factory=list)
+    """Per entry of ``runs``: created, duplicate, debounced, batched, rate_limited, skipped."""
+    cancelled: list[str] = field(default_factory=list)
+    """Runs cancelled by this change (a singleton in ``cancel`` mode replaced them)."""
 
 
 @dataclass(frozen=True, slots=True)

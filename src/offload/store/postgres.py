@@ -62,7 +62,9 @@ class PostgresStore(SqlStore):
         self._listening = threading.Event()
 
     async def open(self) -> None:
-        """Connect, apply migrations and start listening for wake-ups."""
+        """Connect, apply migrations and start listening for wake-ups (once)."""
+        if self._pool is not None:
+            return
         self._loop = asyncio.get_running_loop()
         try:
             self._pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size,
@@ -96,11 +98,23 @@ class PostgresStore(SqlStore):
         """Stop listening and close the pool."""
         self._closing.set()
         if self._pool is not None:
+            if self._listener is not None:
+                await asyncio.to_thread(self._wake_listener)
             await asyncio.to_thread(self._pool.close)
             self._pool = None
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join, 5.0)
         self._threads.shutdown(wait=False)
+
+    def _wake_listener(self) -> None:
+        """Send one notification so the listener sees it is closing without waiting."""
+        assert self._pool is not None
+        try:
+            with self._pool.connection(timeout=2.0) as conn:
+                conn.execute(f"NOTIFY {CHANNEL}")
+                conn.commit()
+        except Exception:  # noqa: BLE001 - closing anyway; the listener times out in 1 s
+            return
 
     def _listen_loop(self) -> None:
         while not self._closing.is_set():
@@ -109,7 +123,7 @@ class PostgresStore(SqlStore):
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
                     while not self._closing.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
                             if self._loop is not None:
                                 self._loop.call_soon_threadsafe(self._notify_listeners)
             except psycopg.Error:
@@ -154,8 +168,16 @@ class PostgresStore(SqlStore):
         kind_clause = f"AND kind IN ({', '.join('?' * kinds)})" if kinds else ""
         return (
             "UPDATE queue_items q SET lease_owner = ?, lease_token = ?, lease_expires_at = ? "
-            "FROM (SELECT id FROM queue_items WHERE lease_owner IS NULL AND due_at <= ? "
-            f"{kind_clause} ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) c WHERE q.id = c.id "
-            "RETURNING q.id, q.kind, q.run_id, q.due_at, q.priority, q.queue, q.payload, "
-            "q.lease_token, q.lease_expires_at, q.expiries, q.concurrency_key"
+            "FROM (SELECT id FROM queue_items WHERE lease_owner IS NULL AND blocked = 0 AND "
+            f"due_at <= ? {kind_clause} ORDER BY due_at LIMIT ? FOR UPDATE SKIP LOCKED) c "
+            "WHERE q.id = c.id RETURNING q.id, q.kind, q.run_id, q.due_at, q.priority, q.queue, "
+            "q.payload, q.lease_token, q.lease_expires_at, q.expiries, q.concurrency_key, "
+            "q.concurrency_limit, q.concurrency_key2, q.concurrency_limit2"
         )
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def _lock_keys(self, tx: Tx, keys: list[str]) -> None:
+        """Advisory transaction locks on the keys, in the given (sorted) order."""
+        for key in keys:
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))

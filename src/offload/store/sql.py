@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from offload.clock import from_ms, to_ms
+from offload.clock import from_ms, now_ms, to_ms
 from offload.errors import LeaseLostError, StaleRunError
 from offload.models import (
     TERMINAL_STATUSES,
@@ -33,6 +33,7 @@ from offload.models import (
     StepStatus,
     Wait,
 )
+from offload.store import admission
 from offload.store.base import (
     UNSET,
     Change,
@@ -200,7 +201,20 @@ class SqlStore(abc.ABC):
 
     @abc.abstractmethod
     def _claim_sql(self, kinds: int) -> str:
-        """The statement that leases due items: params owner, token, until, now, [kinds], limit."""
+        """The statement that leases due items: params owner, token, until, now, [kinds], limit.
+
+        It returns ITEM_COLS then concurrency_limit, concurrency_key2, concurrency_limit2.
+        """
+
+    skip_locked: str = ""
+    """Appended to sub-selects of rows other transactions may hold (PostgreSQL: SKIP LOCKED)."""
+
+    def _lock_keys(self, tx: Tx, keys: list[str]) -> None:
+        """Serialise transactions on concurrency ``keys`` (sorted) until commit.
+
+        SQLite has one writer, so this is a no-op there.
+        """
+        return None
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` from the event loop when new work may be due."""
@@ -393,9 +407,12 @@ class SqlStore(abc.ABC):
 
     def _check_fence(self, tx: Tx, fence: Fence, *, delete: bool) -> None:
         if delete:
-            tx.execute("DELETE FROM queue_items WHERE id = ? AND lease_token = ?",
-                       (fence.item_id, fence.lease_token))
-            held = tx.rowcount > 0
+            gone = tx.execute("DELETE FROM queue_items WHERE id = ? AND lease_token = ? "
+                              "RETURNING concurrency_key, concurrency_key2",
+                              (fence.item_id, fence.lease_token))
+            held = bool(gone)
+            if gone and (gone[0][0] is not None or gone[0][1] is not None):
+                admission.unblock(self, tx, gone[0])
         else:
             # A no-op UPDATE, not a SELECT: it locks the row until commit (PostgreSQL), so a
             # concurrent rescue cannot move the lease between this check and the commit.
@@ -405,15 +422,20 @@ class SqlStore(abc.ABC):
         if not held:
             raise LeaseLostError(f"lease on queue item {fence.item_id} is no longer held")
 
-    def _insert_item(self, tx: Tx, item: NewItem, result: ChangeResult) -> None:
+    def _insert_item(self, tx: Tx, item: NewItem, result: ChangeResult, *,
+                     inherit: bool = True) -> None:
         from offload.ids import new_id
 
+        if inherit:
+            admission.inherit_concurrency(tx, item)
         tx.execute(
             "INSERT INTO queue_items (id, kind, run_id, due_at, priority, queue, "
-            "concurrency_key, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "concurrency_key, payload, created_at, concurrency_limit, concurrency_key2, "
+            "concurrency_limit2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (item.id or new_id(), item.kind.value, item.run_id, to_ms(item.due_at),
              item.priority, item.queue, item.concurrency_key, dumps(item.payload),
-             to_ms(item.due_at)))
+             to_ms(item.due_at), item.concurrency_limit, item.concurrency_key2,
+             item.concurrency_limit2))
         tx.notify = True
         result.enqueued += 1
 
@@ -432,21 +454,33 @@ class SqlStore(abc.ABC):
                     f"SELECT {RUN_COLS} FROM runs WHERE id = (SELECT run_id FROM "
                     "idempotency_keys WHERE scope = ? AND key = ?)", (idem.scope, idem.key))
                 if existing:
+                    result.outcomes.append("duplicate")
                     return row_run(existing[0]), False
+        decided = admission.admit(self, tx, run, result)
+        if decided is not None:
+            result.outcomes.append(decided[1])
+            return decided[0]
+        admission.prepare_items(tx, run)
+        stored = self._insert_run_row(tx, run)
+        for item in run.items:
+            item.run_id = run.id
+            self._insert_item(tx, item, result, inherit=False)
+        result.outcomes.append("created")
+        return stored
+
+    def _insert_run_row(self, tx: Tx, run: NewRun) -> tuple[Run, bool]:
         created = to_ms(run.created_at)
+        limits = run.flow.concurrency if run.flow is not None else []
         tx.execute(
-            f"INSERT INTO runs ({RUN_COLS}) VALUES "
-            "(?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+            f"INSERT INTO runs ({RUN_COLS}, concurrency) VALUES "
+            "(?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
             (run.id, run.app_id, run.function_id, run.status.value, dumps(run.event_ids),
              dumps(run.input), run.queue, run.correlation_id, run.replay_of,
              run.idempotency.key if run.idempotency else None, dumps(run.state), created,
-             created))
+             created, dumps([[c.key, c.limit] for c in limits]) if limits else None))
         for event_id in run.event_ids:
             tx.execute("INSERT INTO run_events (event_id, run_id) VALUES (?, ?) "
                        "ON CONFLICT DO NOTHING", (event_id, run.id))
-        for item in run.items:
-            item.run_id = run.id
-            self._insert_item(tx, item, result)
         return Run(
             id=run.id, function_id=run.function_id, status=run.status, attempt=0,
             created_at=run.created_at, updated_at=run.created_at, app_id=run.app_id,
@@ -476,7 +510,6 @@ class SqlStore(abc.ABC):
         if patch.ended_at is not None:
             sets.append("ended_at = ?")
             params.append(to_ms(patch.ended_at))
-        from offload.clock import now_ms
 
         sets.append("updated_at = ?")
         params.append(now_ms())
@@ -566,8 +599,9 @@ class SqlStore(abc.ABC):
     async def lease_renew(self, *, owner: str, until: datetime) -> int:
         """Extend every lease held by ``owner``; the number renewed."""
         def fn(tx: Tx) -> int:
-            tx.execute("UPDATE queue_items SET lease_expires_at = ? WHERE lease_owner = ?",
-                       (to_ms(until), owner))
+            # Only live leases: an expired one may be rescued and re-claimed at any moment.
+            tx.execute("UPDATE queue_items SET lease_expires_at = ? WHERE lease_owner = ? "
+                       "AND lease_expires_at >= ?", (to_ms(until), owner, now_ms()))
             return tx.rowcount
         return await self._write(fn)
 
@@ -579,9 +613,10 @@ class SqlStore(abc.ABC):
                 "UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
                 "lease_expires_at = NULL, expiries = expiries + 1, due_at = ? "
                 "WHERE lease_owner IS NOT NULL AND lease_expires_at < ? "
-                "RETURNING id, run_id, expiries", (at, at))
+                "RETURNING id, run_id, expiries, concurrency_key, concurrency_key2", (at, at))
             out: list[Rescued] = []
-            for item_id, run_id, expiries in rows:
+            admission.unblock(self, tx, [k for r in rows for k in r[3:5]])
+            for item_id, run_id, expiries, _, _ in rows:
                 exhausted = expiries >= max_expiries
                 if exhausted:
                     tx.execute("DELETE FROM queue_items WHERE id = ?", (item_id,))
@@ -611,6 +646,11 @@ class SqlStore(abc.ABC):
             at = to_ms(now)
             rows = tx.execute(sql, (owner, token, to_ms(lease_until), at, *kind_values, limit))
             items = [row_item(r) for r in rows]
+            keyed = [(r[0], r[3], lim) for r in rows
+                     if (lim := admission.item_limits((r[10], *r[11:14])))]
+            if keyed:
+                revoked = admission.enforce_concurrency(self, tx, keyed, at)
+                items = [i for i in items if i.id not in revoked]
             run_ids = [i.run_id for i in items if i.kind is ItemKind.RUN and i.run_id]
             if run_ids:
                 tx.execute(
@@ -630,17 +670,21 @@ class SqlStore(abc.ABC):
     async def queue_next_due(self) -> datetime | None:
         """When the earliest unleased item becomes due."""
         rows = await self._read(lambda tx: tx.execute(
-            "SELECT MIN(due_at) FROM queue_items WHERE lease_owner IS NULL"))
+            "SELECT MIN(due_at) FROM queue_items WHERE lease_owner IS NULL AND blocked = 0"))
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def queue_release(self, *, fence: Fence, due_at: datetime) -> bool:
         """Give a claimed item back, due at ``due_at``; False if the lease moved on."""
         def fn(tx: Tx) -> bool:
-            tx.execute("UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
-                       "lease_expires_at = NULL, due_at = ? WHERE id = ? AND lease_token = ?",
-                       (to_ms(due_at), fence.item_id, fence.lease_token))
+            rows = tx.execute(
+                "UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
+                "lease_expires_at = NULL, due_at = ? WHERE id = ? AND lease_token = ? "
+                "RETURNING concurrency_key, concurrency_key2",
+                (to_ms(due_at), fence.item_id, fence.lease_token))
             tx.notify = True
-            return tx.rowcount > 0
+            if rows:
+                admission.unblock(self, tx, rows[0])
+            return bool(rows)
         return await self._write(fn)
 
     # -- runs ----------------------------------------------------------------------------
@@ -648,16 +692,8 @@ class SqlStore(abc.ABC):
     async def run_cancel(self, *, run_id: str, at: datetime, error: dict[str, Any]) -> Run | None:
         """Cancel a run that has not ended: drop its items and waits. None if it has ended."""
         def fn(tx: Tx) -> Run | None:
-            rows = tx.execute(
-                f"UPDATE runs SET status = 'cancelled', ended_at = ?, updated_at = ?, error = ? "
-                f"WHERE id = ? AND status NOT IN {TERMINAL_SQL} RETURNING {RUN_COLS}",
-                (to_ms(at), to_ms(at), dumps(error), run_id))
-            if not rows:
-                return None
-            tx.execute("DELETE FROM queue_items WHERE run_id = ? AND kind <> 'callback'",
-                       (run_id,))
-            tx.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
-            return row_run(rows[0])
+            row = admission.cancel_run(self, tx, run_id, at, error)
+            return None if row is None else row_run(row)
         return await self._write(fn)
 
     async def run_get(self, *, run_id: str, with_steps: bool = True) -> Run | None:
@@ -697,7 +733,7 @@ class SqlStore(abc.ABC):
             where.append("created_at < ?")
             params.append(to_ms(filter.created_before))
         if filter.search:
-            where.append("(id = ? OR error LIKE ?)")
+            where.append("(id = ? OR LOWER(error) LIKE LOWER(?))")
             params.extend([filter.search, f"%{filter.search}%"])
         if filter.event_name is not None:
             where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "

@@ -71,7 +71,9 @@ class SqliteStore(SqlStore):
         return conn
 
     async def open(self) -> None:
-        """Create the file if needed, apply migrations and start the writer."""
+        """Create the file if needed, apply migrations and start the writer (once)."""
+        if self._writer is not None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         conn = self._connect()
@@ -135,9 +137,10 @@ class SqliteStore(SqlStore):
         kind_clause = f"AND kind IN ({', '.join('?' * kinds)})" if kinds else ""
         return (
             "UPDATE queue_items SET lease_owner = ?, lease_token = ?, lease_expires_at = ? "
-            "WHERE id IN (SELECT id FROM queue_items WHERE lease_owner IS NULL AND due_at <= ? "
-            f"{kind_clause} ORDER BY due_at LIMIT ?) RETURNING id, kind, run_id, due_at, "
-            "priority, queue, payload, lease_token, lease_expires_at, expiries, concurrency_key"
+            "WHERE id IN (SELECT id FROM queue_items WHERE lease_owner IS NULL AND blocked = 0 "
+            f"AND due_at <= ? {kind_clause} ORDER BY due_at LIMIT ?) RETURNING id, kind, "
+            "run_id, due_at, priority, queue, payload, lease_token, lease_expires_at, expiries, "
+            "concurrency_key, concurrency_limit, concurrency_key2, concurrency_limit2"
         )
 
     # -- the writer thread ---------------------------------------------------------------

@@ -59,6 +59,12 @@ async def list_runs(
     for name, value in (("after", after), ("before", before)):
         if value is not None and value.tzinfo is None:
             raise ValidationError(f"query.{name}", "needs a time zone offset", "naive_datetime")
+    for name, text in (("function_id", function_id), ("queue", queue), ("event_id", event_id),
+                       ("q", q), ("cursor", cursor)):
+        if text is not None and "\x00" in text:
+            # PostgreSQL text cannot hold NUL; without this the store error would be a 503.
+            raise ValidationError(f"query.{name}", "must not contain NUL characters",
+                                  "invalid_character")
     page = await request.app.state.engine.store.run_list(
         filter=RunFilter(statuses=parse_statuses(status), function_id=function_id, queue=queue,
                          event_id=event_id, created_after=after, created_before=before,
@@ -69,6 +75,8 @@ async def list_runs(
 
 async def get_run_or_404(request: Request, run_id: str, *, with_steps: bool = True) -> Run:
     """The run, or a 404 naming it."""
+    if "\x00" in run_id:  # no id holds NUL, and PostgreSQL would refuse the query
+        raise NotFoundError(f"no run with id {run_id[:64]!r}")
     run: Run | None = await request.app.state.engine.store.run_get(
         run_id=run_id, with_steps=with_steps)
     if run is None:

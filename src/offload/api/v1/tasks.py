@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import (
     BaseModel,
@@ -18,18 +19,19 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from starlette.responses import JSONResponse
 
 from offload.api.auth import require
 from offload.clock import now
+from offload.engine import flow
 from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
 from offload.outbound.ssrf import validate_url
-from offload.store.base import Change, Idempotency, NewItem, NewRun
+from offload.store.base import Change, ChangeResult, Idempotency, NewItem, NewRun
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -39,6 +41,7 @@ MAX_BATCH = 1000
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 _FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection",
                       "keep-alive", "upgrade", "te", "trailer", "proxy-connection"}
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 _QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
@@ -52,6 +55,63 @@ def _check_url(value: str | None) -> str | None:
     except ValidationError as exc:
         raise ValueError(exc.message) from None
     return value
+
+
+def _period(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        return None
+    try:
+        flow.duration_ms(value, str(info.field_name))
+    except ValidationError as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+_Period = Annotated[StrictStr | StrictInt | float, Field(
+    description='A time string ("500ms", "30s", "1m30s", "2h", "1d") or seconds; at most 7 '
+                "days.", examples=["1m"])]
+_FlowKey = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+
+
+class ThrottleIn(BaseModel):
+    """Delay excess task starts: ``limit`` per ``period`` (GCRA), ``burst`` back to back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = Field(
+        description="Starts allowed per period.")
+    period: _Period
+    burst: Annotated[StrictInt, Field(ge=1, le=10_000)] = Field(
+        1, description="Starts allowed back to back before spacing applies.")
+    key: _FlowKey | None = Field(None, description="Throttle per key instead of per queue.")
+
+    _check_period = field_validator("period")(_period)
+
+
+class RateLimitIn(BaseModel):
+    """Drop excess tasks: at most ``limit`` per ``period`` (GCRA); the rest are cancelled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = Field(
+        description="Tasks accepted per period.")
+    period: _Period
+    key: _FlowKey | None = Field(None, description="Rate limit per key instead of per queue.")
+
+    _check_period = field_validator("period")(_period)
+
+
+class DebounceIn(BaseModel):
+    """Run once, with the last task's spec, after ``period`` without a new task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: _Period
+    key: _FlowKey | None = Field(None, description="Debounce per key instead of per queue.")
+    timeout: _Period | None = Field(
+        None, description="Longest wait from the first task of a debounce; it then runs.")
+
+    _check_periods = field_validator("period", "timeout")(_period)
 
 
 class TaskIn(BaseModel):
@@ -82,6 +142,22 @@ class TaskIn(BaseModel):
         None, description="A repeat within 24 h returns the first run.")
     queue: Annotated[StrictStr, Field(pattern=_QUEUE_NAME)] = Field(
         "default", description="Queue name, for grouping and flow control.")
+    concurrency: Annotated[StrictInt, Field(ge=1, le=flow.MAX_CONCURRENCY)] | None = Field(
+        None, description="At most this many tasks of the queue call their target at once.")
+    concurrency_key: _FlowKey | None = Field(
+        None, description="A concurrency key shared by every task (and env-scoped function) "
+        "that names it; needs concurrency_limit.")
+    concurrency_limit: Annotated[StrictInt, Field(ge=1, le=flow.MAX_CONCURRENCY)] | None = \
+        Field(None, validate_default=True,
+              description="At most this many tasks with concurrency_key in flight at once.")
+    throttle: ThrottleIn | None = Field(
+        None, description="Delay excess starts (nothing is dropped).")
+    rate_limit: RateLimitIn | None = Field(
+        None, description="Drop excess tasks: they are recorded as cancelled, never called.")
+    priority: Annotated[StrictInt, Field(ge=-600, le=600)] | None = Field(
+        None, description="Seconds of head start over other due tasks (negative delays).")
+    debounce: DebounceIn | None = Field(
+        None, description="Coalesce tasks: only the last one within the period runs.")
 
     @field_validator("url", "callback_url", "failure_callback_url")
     @classmethod
@@ -100,24 +176,49 @@ class TaskIn(BaseModel):
                 raise ValueError(f"header {name!r} is set by offload and cannot be given")
             if "\r" in header_value or "\n" in header_value or "\0" in header_value:
                 raise ValueError(f"header {name!r} contains a line break")
+            if not _HEADER_VALUE.match(header_value):
+                # httpx sends header values as ASCII; anything else could never be sent.
+                raise ValueError(f"header {name!r} must be printable ASCII")
             if len(header_value) > 8192:
                 raise ValueError(f"header {name!r} is longer than 8192 characters")
         return value
 
-    @field_validator("not_before")
+    # Cross-field checks sit on the later field (fields validate in declaration order),
+    # so the error names a field ("body.not_before") rather than the whole body.
+    @field_validator("body")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("not_before needs a time zone offset, e.g. 2030-01-01T00:00:00Z")
+    def _no_get_body(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("method") == "GET":
+            raise ValueError("a GET task cannot have a body")
+        try:  # what is stored and sent later must serialise now
+            orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise ValueError(f"cannot be sent as JSON: {exc} (integers must fit in 64 bits, "
+                             "nesting at most 254 deep, strings valid Unicode)") from None
         return value
 
-    @model_validator(mode="after")
-    def _one_schedule(self) -> TaskIn:
-        if self.delay is not None and self.not_before is not None:
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key_text(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("concurrency_limit")
+    @classmethod
+    def _limit_with_key(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if (value is None) != (info.data.get("concurrency_key") is None):
+            raise ValueError("concurrency_key and concurrency_limit go together")
+        return value
+
+    @field_validator("not_before")
+    @classmethod
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("not_before needs a time zone offset, e.g. 2030-01-01T00:00:00Z")
+        if value is not None and info.data.get("delay") is not None:
             raise ValueError("give delay or not_before, not both")
-        if self.method == "GET" and self.body is not None:
-            raise ValueError("a GET task cannot have a body")
-        return self
+        return value
 
     def spec(self) -> dict[str, Any]:
         """The task as stored in the run's input."""
@@ -140,9 +241,21 @@ class TaskIn(BaseModel):
         if self.idempotency_key is not None:
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + IDEMPOTENCY_WINDOW)
-        return NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                      input=self.spec(), queue=self.queue, idempotency=idem,
-                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
+        run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
+                     input=self.spec(), queue=self.queue, idempotency=idem,
+                     items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
+        return flow.apply_to_new_run(run, self.flow_settings())
+
+    def flow_settings(self) -> flow.FlowSettings:
+        """The task's flow control (see docs/flow-control.md)."""
+        def dump(model: BaseModel | None) -> dict[str, Any] | None:
+            return None if model is None else model.model_dump()
+
+        return flow.for_task(
+            self.queue, concurrency=self.concurrency, concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit, throttle=dump(self.throttle),
+            rate_limit=dump(self.rate_limit), priority=self.priority,
+            debounce=dump(self.debounce))
 
 
 class TaskBatchIn(BaseModel):
@@ -160,6 +273,10 @@ class TaskAccepted(BaseModel):
     status: str
     created_at: datetime
     duplicate: bool = Field(description="True when an idempotency key matched an earlier run.")
+    outcome: Literal["created", "duplicate", "debounced", "rate_limited"] = Field(
+        "created", description="created; duplicate (idempotency key seen); debounced (merged "
+        "into the pending run of its debounce, which now runs this task's spec); "
+        "rate_limited (dropped: recorded as a cancelled run, never called).")
 
 
 class TaskBatchAccepted(BaseModel):
@@ -168,9 +285,15 @@ class TaskBatchAccepted(BaseModel):
     data: list[TaskAccepted]
 
 
-def _accepted(run: Run, created: bool) -> dict[str, Any]:
+def _accepted(run: Run, created: bool, outcome: str | None = None) -> dict[str, Any]:
+    outcome = outcome or ("created" if created else "duplicate")
     return {"id": run.id, "status": run.status.value, "created_at": run.created_at.isoformat(),
-            "duplicate": not created}
+            "duplicate": outcome == "duplicate", "outcome": outcome}
+
+
+def _outcomes(result: ChangeResult) -> list[str | None]:
+    return list(result.outcomes) if len(result.outcomes) == len(result.runs) \
+        else [None] * len(result.runs)
 
 
 @router.post("", status_code=202, response_model=TaskAccepted,
@@ -181,7 +304,9 @@ async def create_task(task: TaskIn, request: Request) -> JSONResponse:
     engine = request.app.state.engine
     result = await engine.store.apply(Change(runs=[task.new_run(now())]))
     run, created = result.runs[0]
-    return JSONResponse(_accepted(run, created), status_code=202 if created else 200)
+    body = _accepted(run, created, _outcomes(result)[0])
+    accepted = body["outcome"] in ("created", "debounced")
+    return JSONResponse(body, status_code=202 if accepted else 200)
 
 
 @router.post("/batch", status_code=202, response_model=TaskBatchAccepted,
@@ -191,4 +316,6 @@ async def create_tasks(batch: TaskBatchIn, request: Request) -> JSONResponse:
     engine = request.app.state.engine
     at = now()
     result = await engine.store.apply(Change(runs=[t.new_run(at) for t in batch.tasks]))
-    return JSONResponse({"data": [_accepted(r, c) for r, c in result.runs]}, status_code=202)
+    return JSONResponse({"data": [_accepted(r, c, o) for (r, c), o
+                                  in zip(result.runs, _outcomes(result), strict=True)]},
+                        status_code=202)

@@ -1,0 +1,59 @@
+"""An in-process app (``offload dev`` settings, SQLite in a temp dir) for the fuzz suite.
+
+The scheduler does not run: fuzzing checks what the API accepts and writes, and a
+fuzzed task that happens to be valid must not make a real outbound call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+
+import pytest
+
+with warnings.catch_warnings():  # starlette prefers httpx2; httpx works the same here
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from tests.fuzz.helpers import all_run_ids
+
+from offload.api.app import create_app
+from offload.config import from_env
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Each store in turn, one database per module (conftest's fixtures are per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'offload.db'}"
+        return
+    from tests.conftest import POSTGRES_URL, require_postgres
+
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def client(database_url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = from_env({}, mode="dev", data_dir=tmp_path_factory.mktemp("offload"),
+                        database_url=database_url)
+    app = create_app(settings, run_scheduler=False)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def run_ids(client: TestClient) -> Callable[[], set[str]]:
+    """A function listing every run id in the store."""
+    return lambda: all_run_ids(client)

@@ -1,0 +1,489 @@
+"""Apps written with the official ``inngest`` Python SDK run durably on offload.
+
+A real ``offload`` process and a real app (FastAPI on uvicorn, or Flask on
+werkzeug) in subprocesses on loopback, synced by ``POST /v1/apps``; events are
+sent with the SDK's own client; every assertion goes through ``/v1``. The
+scenarios run on four set-ups: dev mode and production mode (signed calls,
+Bearer-checked sync, event keys, API keys), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import inngest
+import pytest
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.support.engine import EngineProcess, free_port
+
+APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
+SIGNING_KEY = "signkey-test-" + "ab12" * 16
+EVENT_KEY = "evt-key-" + "c" * 20
+API_KEY = "admin-key-" + "d" * 24
+SETUPS = [("dev", "sqlite", "fastapi"), ("prod", "postgres", "flask"),
+          ("dev", "postgres", "flask"), ("prod", "sqlite", "fastapi")]
+
+
+@dataclass
+class Setup:
+    """An engine and an SDK app wired together, plus helpers to drive them."""
+
+    mode: str
+    engine: EngineProcess
+    app_port: int
+    app_proc: subprocess.Popen[bytes]
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prod(self) -> bool:
+        return self.mode == "prod"
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {API_KEY}"} if self.prod else {}
+        return httpx.request(method, f"{self.engine.url}{path}", headers=headers,
+                             timeout=60, **kw)
+
+    def sender(self) -> inngest.Inngest:
+        if self.prod:
+            return inngest.Inngest(app_id="tester", is_production=True,
+                                   event_key=EVENT_KEY, signing_key=SIGNING_KEY,
+                                   event_api_base_url=self.engine.url,
+                                   api_base_url=self.engine.url)
+        return inngest.Inngest(app_id="tester", is_production=False,
+                               event_api_base_url=self.engine.url,
+                               api_base_url=self.engine.url)
+
+    def send(self, name: str, data: dict[str, Any] | None = None, **kw: Any) -> str:
+        ids = self.sender().send_sync(inngest.Event(name=name, data=data or {}, **kw))
+        assert len(ids) == 1
+        return ids[0]
+
+    def runs_of(self, event_id: str, n: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.api("GET", f"/v1/events/{event_id}").json()
+            if len(body["runs"]) >= n or time.monotonic() > deadline:
+                return list(body["runs"])
+            time.sleep(0.05)
+
+    def start(self, name: str, data: dict[str, Any] | None = None) -> str:
+        runs = self.runs_of(self.send(name, data))
+        assert len(runs) == 1, runs
+        return str(runs[0]["id"])
+
+    def finish(self, run_id: str, timeout: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.api("GET", f"/v1/runs/{run_id}/wait", params={"timeout": 10}).json()
+            if run["status"] in ("completed", "failed", "cancelled"):
+                return dict(run)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run did not finish: {run}\n{self.engine.logs()}")
+
+    def run(self, name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.finish(self.start(name, data))
+
+    def until_status(self, run_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.api("GET", f"/v1/runs/{run_id}").json()
+            if run["status"] == status:
+                return dict(run)
+            assert time.monotonic() < deadline, run
+            time.sleep(0.05)
+
+    def counts(self, run_id: str) -> dict[str, int]:
+        body = httpx.get(f"{self.app_url}/counts").json()
+        return {k.split("/", 1)[1]: v for k, v in body.items() if k.startswith(run_id + "/")}
+
+    def restart_engine(self) -> None:
+        self.engine.kill()
+        self.engine = EngineProcess(**self.engine_kwargs).start()
+
+
+def _postgres_schema() -> Iterator[str]:
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@pytest.fixture(scope="module", params=SETUPS, ids=["-".join(s) for s in SETUPS])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Setup]:
+    mode, store, framework = request.param
+    pg = _postgres_schema() if store == "postgres" else None
+    database_url = next(pg) if pg is not None else None
+    data_dir = tmp_path_factory.mktemp(f"engine-{mode}-{store}")
+    env: dict[str, str] = {"OFFLOAD_CALL_TIMEOUT_S": "20"}
+    kwargs: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url,
+                              "port": free_port()}
+    app_env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    if mode == "prod":
+        env.update(OFFLOAD_SIGNING_KEY=SIGNING_KEY, OFFLOAD_EVENT_KEYS=EVENT_KEY,
+                   OFFLOAD_API_KEYS=API_KEY, OFFLOAD_OUTBOUND_ALLOW="127.0.0.1/32")
+        kwargs["mode"] = "serve"
+        app_env.update(INNGEST_SIGNING_KEY=SIGNING_KEY, INNGEST_EVENT_KEY=EVENT_KEY,
+                       INNGEST_BASE_URL=f"http://127.0.0.1:{kwargs['port']}")
+    else:
+        app_env["INNGEST_DEV"] = f"http://127.0.0.1:{kwargs['port']}"
+    kwargs["env"] = env
+    engine = EngineProcess(**kwargs).start()
+    app_port = free_port()
+    log = (data_dir / "app.log").open("ab")
+    proc = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--framework", framework,
+                             "--port", str(app_port)], env=app_env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    s = Setup(mode, engine, app_port, proc, kwargs)
+    try:
+        _wait_http(f"{s.app_url}/counts")
+        synced = s.api("POST", "/v1/apps", json={"url": f"{s.app_url}/api/inngest"})
+        assert synced.status_code == 200, synced.text
+        yield s
+    finally:
+        proc.kill()
+        proc.wait()
+        s.engine.kill()
+        if pg is not None:
+            next(pg, None)
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+def test_sync__registers_every_function(setup: Setup) -> None:
+    apps = setup.api("GET", "/v1/apps").json()["data"]
+    app = next(a for a in apps if a["id"] == "pyapp")
+    ids = {f["id"] for f in app["functions"]}
+    assert {"pyapp-two-steps", "pyapp-doomed", "pyapp-doomed-failure", "pyapp-cronny"} <= ids
+    assert app["sdk"].startswith("py:") and app["sync_error"] is None
+    again = setup.api("POST", "/v1/apps/pyapp/sync")
+    assert again.status_code == 200, again.text
+    functions = {f["id"]: f for f in setup.api("GET", "/v1/functions").json()["data"]}
+    cron = functions["pyapp-cronny"]
+    assert cron["crons"][0]["cron"] == "* * * * *"
+    next_fire = datetime.fromisoformat(cron["next_fire_at"])
+    assert timedelta(0) < next_fire - datetime.now(UTC) <= timedelta(seconds=61)
+
+
+def test_sync__refusals_are_clear(setup: Setup) -> None:
+    kind = "dev" if setup.prod else "cloud"
+    wrong = httpx.post(f"{setup.engine.url}/fn/register", json={"appname": "x"},
+                       headers={"X-Inngest-Expected-Server-Kind": kind})
+    assert wrong.status_code == 400 and "server" in wrong.json()["error"]
+    unreachable = setup.api("POST", "/v1/apps", json={"url": f"http://127.0.0.1:{free_port()}/"})
+    assert unreachable.status_code == 502
+    assert unreachable.json()["errors"][0]["code"] == "app_unreachable"
+    bad = httpx.post(f"{setup.engine.url}/e/{EVENT_KEY}", json={"data": {}})
+    assert bad.status_code == 400 and bad.json()["ids"] == [] and bad.json()["status"] == 400
+    if setup.prod:
+        unsigned = httpx.post(f"{setup.engine.url}/fn/register",
+                              json={"appname": "x", "url": "http://127.0.0.1:1/"})
+        assert unsigned.status_code == 401
+        no_key = httpx.post(f"{setup.engine.url}/e/wrong-key", json={"name": "t/two"})
+        assert no_key.status_code == 401
+
+
+# -- steps -----------------------------------------------------------------------------------
+
+
+def test_two_sequential_steps(setup: Setup) -> None:
+    run_id = setup.start("t/two", {"value": 5})
+    run = setup.finish(run_id)
+    assert run["status"] == "completed", run
+    assert run["output"] == {"a": "A", "b": {"got": 5}}
+    assert [(s["name"], s["status"], s["output"]) for s in run["steps"]] == [
+        ("a", "completed", "A"), ("b", "completed", {"got": 5})]
+    assert setup.counts(run_id) == {"a": 1, "b": 1}
+
+
+def test_step_outputs_of_every_json_shape(setup: Setup) -> None:
+    sys.path.insert(0, str(APP_SCRIPT.parent))
+    from py_app import SHAPES  # type: ignore[import-not-found]
+
+    run = setup.run("t/shapes")
+    assert run["status"] == "completed", run
+    assert run["output"] == SHAPES
+    assert {s["name"]: s["output"] for s in run["steps"]} == {
+        f"shape-{k}": v for k, v in SHAPES.items()}
+
+
+def test_duplicate_step_ids_are_distinct_steps(setup: Setup) -> None:
+    run_id = setup.start("t/dupes")
+    run = setup.finish(run_id)
+    assert run["output"] == [0, 1, 2]
+    assert len({s["id"] for s in run["steps"]}) == 3
+    assert setup.counts(run_id) == {"same0": 1, "same1": 1, "same2": 1}
+
+
+def test_function_without_steps(setup: Setup) -> None:
+    run = setup.run("t/nosteps", {"n": 3})
+    assert run["status"] == "completed" and run["output"] == {"ok": True, "n": 3}
+    assert run["steps"] == []
+
+
+def test_multiple_triggers(setup: Setup) -> None:
+    outputs = {setup.run(name)["output"] for name in ("t/multi.a", "t/multi.b")}
+    assert outputs == {"t/multi.a", "t/multi.b"}
+
+
+def test_event_payload_round_trip_and_trigger_expression(setup: Setup) -> None:
+    data = {"text": "héllo ✓", "nested": {"list": [1, 2.5, None, True]}, "skip": False}
+    external = f"ext-{secrets.token_hex(4)}"
+    event_id = setup.send("t/echo", data, id=external, ts=1_700_000_000_000)
+    run = setup.finish(setup.runs_of(event_id)[0]["id"])
+    assert run["output"] == {"id": event_id, "name": "t/echo", "data": data,
+                             "ts": 1_700_000_000_000, "events": 1}
+    again = setup.send("t/echo", data, id=external)
+    assert again == event_id  # a repeated id is the same event, and starts nothing new
+    assert len(setup.runs_of(event_id, n=2, timeout=1)) == 1
+    skipped = setup.send("t/echo", {"skip": True})
+    assert setup.runs_of(skipped, timeout=1.5) == []
+
+
+# -- sleep and waits ------------------------------------------------------------------------
+
+
+def test_sleep(setup: Setup) -> None:
+    run_id = setup.start("t/sleep", {"s": 1})
+    sleeping = setup.until_status(run_id, "sleeping")
+    assert sleeping["steps"][-1]["kind"] == "sleep"
+    started = time.monotonic()
+    run = setup.finish(run_id)
+    assert run["status"] == "completed" and run["output"] == "rested"
+    assert time.monotonic() - started > 0.3
+    assert [s["kind"] for s in run["steps"]] == ["run", "sleep", "run"]
+    assert setup.counts(run_id) == {"before": 1, "after": 1}
+
+
+def test_wait_for_event__matched_only_by_expression(setup: Setup) -> None:
+    key = secrets.token_hex(4)
+    run_id = setup.start("t/wait", {"id": key, "timeout": 30})
+    setup.until_status(run_id, "waiting")
+    setup.send("t/wait.fulfil", {"id": "someone-else"})
+    time.sleep(0.5)
+    assert setup.api("GET", f"/v1/runs/{run_id}").json()["status"] == "waiting"
+    setup.send("t/wait.fulfil", {"id": key, "extra": [1]})
+    run = setup.finish(run_id, timeout=15)
+    assert run["output"] == {"matched": {"id": key, "extra": [1]}}
+    step = run["steps"][0]
+    assert step["kind"] == "wait_for_event" and step["output"]["data"]["id"] == key
+
+
+def test_wait_for_event__times_out(setup: Setup) -> None:
+    run_id = setup.start("t/wait", {"id": secrets.token_hex(4), "timeout": 2})
+    setup.until_status(run_id, "waiting")
+    setup.send("t/wait.fulfil", {"id": "not-a-match"})
+    run = setup.finish(run_id, timeout=20)
+    assert run["status"] == "completed" and run["output"] == {"matched": None}
+
+
+# -- invoke -----------------------------------------------------------------------------------
+
+
+def test_invoke(setup: Setup) -> None:
+    run = setup.run("t/invoke", {"n": 7})
+    assert run["status"] == "completed", run
+    assert run["output"] == {"result": {"n2": 14}}
+    step = run["steps"][0]
+    assert step["kind"] == "invoke" and step["output"] == {"n2": 14}
+    child = setup.api("GET", f"/v1/runs/{step['input']['run_id']}").json()
+    assert child["function_id"] == "pyapp-child" and child["status"] == "completed"
+
+
+def test_invoke__failing_child(setup: Setup) -> None:
+    run = setup.run("t/invoke", {"fail": True})
+    assert run["status"] == "completed", run
+    assert run["output"]["message"] == "child gave up"
+
+
+def test_invoke__timeout(setup: Setup) -> None:
+    run = setup.run("t/invoke", {"slow": True, "timeout": 1})
+    assert run["status"] == "completed", run
+    assert run["output"]["error"] == "InngestInvokeTimeoutError"
+
+
+# -- parallel -------------------------------------------------------------------------------
+
+
+def test_parallel_steps_then_a_sequential_step(setup: Setup) -> None:
+    run_id = setup.start("t/parallel")
+    run = setup.finish(run_id)
+    assert run["status"] == "completed", run
+    assert run["output"] == {"group": ["P1", "P2", "P3"], "tail": "tail"}
+    assert sorted(s["name"] for s in run["steps"]) == ["after", "p1", "p2", "p3"]
+    assert setup.counts(run_id) == {"p1": 1, "p2": 1, "p3": 1, "after": 1}
+
+
+# -- errors and retries ---------------------------------------------------------------------
+
+
+def test_step_fails_then_succeeds(setup: Setup) -> None:
+    run_id = setup.start("t/flaky")
+    run = setup.finish(run_id)
+    assert run["status"] == "completed" and run["output"] == "ok"
+    assert run["steps"][0]["attempts"] == 2
+    assert setup.counts(run_id) == {"maybe": 2}
+
+
+def test_step_exhausts_its_retries(setup: Setup) -> None:
+    run_id = setup.start("t/exhaust")
+    run = setup.finish(run_id)
+    assert run["status"] == "completed", run
+    assert run["output"] == {"caught": "always broken"}
+    assert run["steps"][0]["status"] == "failed"
+    assert setup.counts(run_id) == {"always": 2}
+
+
+def test_non_retriable_error_runs_on_failure(setup: Setup) -> None:
+    run_id = setup.start("t/doomed")
+    run = setup.finish(run_id)
+    assert run["status"] == "failed"
+    assert run["error"]["message"] == "no way"
+    assert setup.counts(run_id) == {"try": 1}
+    deadline = time.monotonic() + 15
+    while True:
+        failures = httpx.get(f"{setup.app_url}/failures").json()
+        mine = [f for f in failures if f.get("run_id") == run_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert mine, failures
+    assert mine[0]["function_id"] == "pyapp-doomed"
+    assert mine[0]["error"]["message"] == "no way"
+
+
+def test_retry_after_error(setup: Setup) -> None:
+    run_id = setup.start("t/later")
+    started = time.monotonic()
+    run = setup.finish(run_id)
+    assert run["status"] == "completed" and run["output"] == "now"
+    assert time.monotonic() - started >= 0.5
+    assert setup.counts(run_id) == {"call": 2}
+
+
+def test_cancel_on_event(setup: Setup) -> None:
+    key = secrets.token_hex(4)
+    other = setup.start("t/cancellable", {"id": "other-" + key})
+    run_id = setup.start("t/cancellable", {"id": key})
+    setup.until_status(run_id, "sleeping")
+    setup.send("t/cancel", {"id": key})
+    run = setup.finish(run_id, timeout=15)
+    assert run["status"] == "cancelled"
+    assert setup.api("GET", f"/v1/runs/{other}").json()["status"] == "sleeping"
+    assert setup.api("POST", f"/v1/runs/{other}/cancel").status_code == 200
+
+
+def test_v1_events_send_list_and_get(setup: Setup) -> None:
+    sent = setup.api("POST", "/v1/events", json={"name": "t/nosteps", "data": {"n": 9}})
+    assert sent.status_code == 202, sent.text
+    event_id = sent.json()["ids"][0]
+    run = setup.finish(setup.runs_of(event_id)[0]["id"])
+    assert run["output"] == {"ok": True, "n": 9}
+    listed = setup.api("GET", "/v1/events", params={"name": "t/nosteps", "limit": 1}).json()
+    assert listed["data"][0]["id"] == event_id
+    bad = setup.api("POST", "/v1/events", json={"data": {}})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.name"
+
+
+def test_replay_runs_again(setup: Setup) -> None:
+    first = setup.run("t/two", {"value": "r"})
+    replay = setup.api("POST", f"/v1/runs/{first['id']}/replay").json()
+    run = setup.finish(replay["id"])
+    assert run["status"] == "completed" and run["output"] == first["output"]
+
+
+# -- crash safety ---------------------------------------------------------------------------
+
+
+def test_sigkill_between_steps_records_nothing_twice(setup: Setup) -> None:
+    run_id = setup.start("t/killable")
+    setup.until_status(run_id, "sleeping")
+    setup.restart_engine()
+    run = setup.finish(run_id, timeout=60)
+    assert run["status"] == "completed" and run["output"] == "survived"
+    assert setup.counts(run_id) == {"one": 1, "two": 1, "three": 1}
+    names = [s["name"] for s in run["steps"]]
+    assert names == ["one", "pause", "two", "pause2", "three"]
+
+
+# -- cron -----------------------------------------------------------------------------------
+
+
+async def test_cron_tick__one_run_per_tick_and_latest_missed_only(store_url: str) -> None:
+    """The cron service on a real store, with time passed in instead of waited for."""
+    from offload.engine.cron_service import CronService
+    from offload.models import App, Function
+    from offload.store import open_store
+    from offload.store.base import RunFilter
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        t0 = datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
+        app = App(id="cronapp", url="http://127.0.0.1:1/api/inngest", sdk="py:v0.5.19",
+                  framework=None, app_version=None, checksum="x", sync_error=None,
+                  synced_at=t0, created_at=t0, updated_at=t0)
+        config = {"id": "cronapp-tick", "name": "tick",
+                  "triggers": [{"cron": "* * * * *"}],
+                  "steps": {"step": {"id": "step", "name": "step", "runtime": {
+                      "type": "http", "url": "http://127.0.0.1:1/api/inngest?fnId=x"}}}}
+        fn = Function(id="cronapp-tick", app_id="cronapp", name="tick", config=config,
+                      created_at=t0, updated_at=t0)
+        await store.app_sync(app=app, functions=[fn])
+        engines = [CronService(store, catchup=1), CronService(store, catchup=1)]
+
+        assert await engines[0].tick(t0 + timedelta(seconds=20)) == 0  # 12:00:50
+        fired = [await e.tick(t0 + timedelta(seconds=31)) for e in engines]  # 12:01:01
+        assert fired == [1, 0]  # two engines, one run
+        runs = (await store.run_list(filter=RunFilter(function_id="cronapp-tick"),
+                                     cursor=None, limit=50)).data
+        assert len(runs) == 1
+        event = await store.event_get(event_id=runs[0].event_ids[0])
+        assert event is not None and event.name == "inngest/scheduled.timer"
+        assert event.data["fireAt"] == "2030-01-01T12:01:00.000Z"
+        # Down for an hour: of the 59 missed ticks only the latest one fires, plus the
+        # tick that is on time now.
+        later = t0 + timedelta(hours=1, seconds=31)  # 13:01:01
+        assert await engines[1].tick(later) == 2
+        assert await engines[0].tick(later) == 0
+        runs = (await store.run_list(filter=RunFilter(function_id="cronapp-tick"),
+                                     cursor=None, limit=50)).data
+        assert len(runs) == 3
+        assert await store.cron_last_tick(function_id="cronapp-tick") == \
+            datetime(2030, 1, 1, 13, 1, tzinfo=UTC)
+    finally:
+        await store.close()
