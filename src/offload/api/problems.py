@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -25,6 +26,39 @@ from offload.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+
+
+class ProblemError(BaseModel):
+    """One thing wrong with the request."""
+
+    field: str = Field(description='Where: "body.url", "body.tasks[3].retries", "query.limit".')
+    code: str = Field(description="Machine-readable reason, e.g. missing, too_large.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error body (RFC 9457 problem details with an ``errors`` list)."""
+
+    type: str = "about:blank"
+    status: int
+    code: str
+    title: str
+    errors: list[ProblemError] | None = None
+
+
+_DESCRIPTIONS = {400: "Malformed JSON", 401: "Missing or invalid API key",
+                 403: "The key's scope does not allow this", 404: "Not found",
+                 409: "Conflicts with the current state", 413: "Request body too large",
+                 422: "Invalid request; errors[].field names each problem",
+                 503: "Database unavailable; nothing was written (see Retry-After)"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting problem bodies for ``statuses``."""
+    return {status: {"model": Problem, "description": _DESCRIPTIONS.get(status, "Error"),
+                     "content": {"application/problem+json": {
+                         "schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status in statuses}
 
 
 def problem(status: int, code: str, title: str, errors: list[dict[str, Any]] | None = None,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from offload.api.auth import require
+from offload.api.problems import problem_responses
 from offload.api.shapes import run_json
 from offload.clock import now
 from offload.errors import ConflictError, NotFoundError, ValidationError
@@ -19,7 +20,8 @@ from offload.ids import new_id
 from offload.models import ItemKind, Run, RunStatus
 from offload.store.base import Change, NewItem, NewRun, RunFilter
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require("admin"))])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require("admin"))],
+                   responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
 
 _POLL_S = 0.5
 

@@ -25,6 +25,7 @@ from pydantic import (
 from starlette.responses import JSONResponse
 
 from offload.api.auth import require
+from offload.api.problems import problem_responses
 from offload.clock import now
 from offload.engine import flow
 from offload.errors import ValidationError
@@ -33,7 +34,8 @@ from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
 from offload.outbound.ssrf import validate_url
 from offload.store.base import Change, ChangeResult, Idempotency, NewItem, NewRun
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"],
+                   responses=problem_responses(400, 401, 403, 413, 422, 503))
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_DELAY = timedelta(days=365)

@@ -1,0 +1,232 @@
+"""Flow control end to end: real ``offload dev`` engines call a real target on loopback.
+
+Runs once on SQLite and once on PostgreSQL; two engine processes share the database, so
+limits are checked across engines. What is measured is what the target saw: the peak
+number of calls in flight per path, and the arrival time of each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from tests.support.engine import EngineProcess
+from tests.support.target import Target
+
+
+@dataclass
+class CountingTarget(Target):
+    """A Target that also tracks calls in flight per path and their peak."""
+
+    inflight: Counter[str] = field(default_factory=Counter)
+    peak: Counter[str] = field(default_factory=Counter)
+    arrivals: dict[str, list[tuple[float, Any]]] = field(
+        default_factory=lambda: defaultdict(list))
+
+    async def _handle(self, request: Request) -> Response:
+        path = request.url.path
+        self.inflight[path] += 1
+        self.peak[path] = max(self.peak[path], self.inflight[path])
+        body = await request.body()
+        self.arrivals[path].append((time.monotonic(), orjson.loads(body) if body else None))
+        try:
+            return await super()._handle(request)
+        finally:
+            self.inflight[path] -= 1
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'offload.db'}"
+        return
+    from tests.conftest import POSTGRES_URL, require_postgres
+
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="module")
+def engines(database_url: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EngineProcess]]:
+    procs = [EngineProcess(tmp_path_factory.mktemp("engine"), database_url=database_url,
+                           env={"OFFLOAD_WEBHOOK_SECRET": "whsec_" + "A" * 32})
+             for _ in range(2)]
+    procs[0].start()
+    procs[1].start()  # after the first one migrated
+    yield procs
+    for proc in procs:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[CountingTarget]:
+    t = CountingTarget().start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture
+def api(engines: list[EngineProcess]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=engines[0].url, timeout=30.0) as client:
+        yield client
+
+
+@pytest.fixture
+def tag() -> str:
+    return f"t{secrets.token_hex(5)}"
+
+
+def submit(api: httpx.Client, expect: int = 202, **task: Any) -> dict[str, Any]:
+    response = api.post("/v1/tasks", json=task)
+    assert response.status_code == expect, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def submit_batch(api: httpx.Client, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    response = api.post("/v1/tasks/batch", json={"tasks": tasks})
+    assert response.status_code == 202, response.text
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+def wait_count(target: CountingTarget, path: str, n: int, timeout: float = 60.0) -> None:
+    target.wait_for(lambda: len(target.arrivals[path]) >= n, timeout=timeout)
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrency_key_and_queue_limits_hold_at_the_target(
+        api: httpx.Client, target: CountingTarget, tag: str) -> None:
+    keyed, queued = f"/{tag}/keyed", f"/{tag}/queued"
+    target.script(keyed, (200, {}, b"ok", 0.25))
+    target.script(queued, (200, {}, b"ok", 0.25))
+    tasks = [{"url": target.url + keyed, "body": i, "concurrency_key": f"{tag}-k",
+              "concurrency_limit": 3, "queue": f"{tag}-a"} for i in range(24)]
+    tasks += [{"url": target.url + queued, "body": i, "concurrency": 2, "queue": f"{tag}-q"}
+              for i in range(16)]
+    submit_batch(api, tasks)
+    wait_count(target, keyed, 24)
+    wait_count(target, queued, 16)
+    assert target.peak[keyed] == 3  # reached, never above
+    assert target.peak[queued] == 2
+
+
+def test_saturated_key_does_not_delay_other_keys(
+        api: httpx.Client, target: CountingTarget, tag: str) -> None:
+    slow, fast = f"/{tag}/slow", f"/{tag}/fast"
+    target.script(slow, (200, {}, b"ok", 2.0))
+    submit_batch(api, [{"url": target.url + slow, "concurrency_key": f"{tag}-a",
+                        "concurrency_limit": 2, "queue": tag} for _ in range(400)])
+    wait_count(target, slow, 2)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    submit_batch(api, [{"url": target.url + fast, "body": i, "concurrency_key": f"{tag}-b",
+                        "concurrency_limit": 5, "queue": tag} for i in range(5)])
+    wait_count(target, fast, 5, timeout=10)
+    latency = max(t for t, _ in target.arrivals[fast]) - sent
+    assert latency < 1.5, f"key B waited {latency:.2f}s behind key A's backlog"
+    assert target.peak[slow] <= 2
+
+
+def test_priority_orders_starts_under_a_saturated_limit(
+        api: httpx.Client, target: CountingTarget, tag: str) -> None:
+    block, path = f"/{tag}/block", f"/{tag}/prio"
+    target.script(block, (200, {}, b"ok", 1.5))
+    common = {"concurrency_key": f"{tag}-p", "concurrency_limit": 1, "queue": tag}
+    submit(api, url=target.url + block, **common)
+    wait_count(target, block, 1)
+    priorities = [0, 100, 300, 200, 50]
+    submit_batch(api, [{"url": target.url + path, "body": p, "priority": p, **common}
+                       for p in priorities])
+    wait_count(target, path, len(priorities))
+    assert [body for _, body in target.arrivals[path]] == sorted(priorities, reverse=True)
+    assert target.peak[path] == 1
+
+
+# -- throttle, rate limit, idempotency, debounce ---------------------------------------
+
+
+def test_throttle_delays_and_rate_limit_drops(
+        api: httpx.Client, target: CountingTarget, tag: str) -> None:
+    throttled, limited = f"/{tag}/throttled", f"/{tag}/limited"
+    results = submit_batch(api, [
+        {"url": target.url + throttled, "body": i, "queue": f"{tag}-t",
+         "throttle": {"limit": 4, "period": "1s"}} for i in range(12)])
+    assert {r["outcome"] for r in results} == {"created"}
+    outcomes = [submit(api, expect=202 if i < 3 else 200, url=target.url + limited,
+                       body=i, queue=f"{tag}-r",
+                       rate_limit={"limit": 3, "period": "1m"})["outcome"]
+                for i in range(10)]
+    assert outcomes == ["created"] * 3 + ["rate_limited"] * 7
+    wait_count(target, throttled, 12, timeout=20)
+    time.sleep(0.5)
+    assert len(target.arrivals[limited]) == 3  # dropped, not delayed
+    starts = sorted(t for t, _ in target.arrivals[throttled])
+    # one start per 250 ms, burst 1 (the first start may be late by a claim round trip)
+    for k, t in enumerate(starts[1:], start=1):
+        assert t - starts[0] >= 0.25 * (k - 1) + 0.1, (k, t - starts[0])
+    span = starts[-1] - starts[0]
+    assert 2.5 <= span < 4.5, span  # 11 intervals of 250 ms
+    for i, t in enumerate(starts):  # at most limit + burst starts in any 1 s window
+        assert sum(1 for u in starts[i:] if u - t < 1.0) <= 5
+
+
+def test_exactly_one_run_per_idempotency_key_under_concurrent_posts(
+        engines: list[EngineProcess], target: CountingTarget, tag: str) -> None:
+    path = f"/{tag}/idem"
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            return await asyncio.gather(*[
+                client.post(f"{engines[i % 2].url}/v1/tasks",
+                            json={"url": target.url + path, "idempotency_key": tag,
+                                  "queue": tag}) for i in range(50)])
+
+    responses = asyncio.run(post_all())
+    assert sorted(r.status_code for r in responses) == [200] * 49 + [202]
+    assert len({r.json()["id"] for r in responses}) == 1
+    wait_count(target, path, 1)
+    time.sleep(1.0)
+    assert len(target.arrivals[path]) == 1
+
+
+def test_debounce_fires_once_with_the_last_task(
+        api: httpx.Client, target: CountingTarget, tag: str) -> None:
+    path = f"/{tag}/debounced"
+    ids = set()
+    for i in range(5):
+        accepted = submit(api, url=target.url + path, body={"n": i}, queue=tag,
+                          debounce={"period": "1s", "key": tag})
+        assert accepted["outcome"] == ("created" if i == 0 else "debounced")
+        ids.add(accepted["id"])
+        last = time.monotonic()
+        time.sleep(0.2)
+    assert len(ids) == 1
+    wait_count(target, path, 1, timeout=10)
+    arrived, body = target.arrivals[path][0]
+    assert body == {"n": 4}
+    assert arrived - last >= 0.9  # after a quiet period
+    time.sleep(1.5)
+    assert len(target.arrivals[path]) == 1
