@@ -129,6 +129,46 @@ BAD_TASKS: list[tuple[str, Any, str]] = [
     ("queue-empty", ok(queue=""), "body.queue"),
     ("queue-too-long", ok(queue="q" * 65), "body.queue"),
     ("queue-number", ok(queue=7), "body.queue"),
+    # flow control
+    ("concurrency-zero", ok(concurrency=0), "body.concurrency"),
+    ("concurrency-huge", ok(concurrency=10**9), "body.concurrency"),
+    ("concurrency-string", ok(concurrency="2"), "body.concurrency"),
+    ("concurrency-bool", ok(concurrency=True), "body.concurrency"),
+    ("concurrency-key-without-limit", ok(concurrency_key="k"), "body.concurrency_limit"),
+    ("concurrency-limit-without-key", ok(concurrency_limit=2), "body.concurrency_limit"),
+    ("concurrency-key-empty", ok(concurrency_key="", concurrency_limit=1),
+     "body.concurrency_key"),
+    ("concurrency-key-too-long", ok(concurrency_key="k" * 256, concurrency_limit=1),
+     "body.concurrency_key"),
+    ("throttle-empty", ok(throttle={}), "body.throttle.limit"),
+    ("throttle-string", ok(throttle="1/s"), "body.throttle"),
+    ("throttle-limit-zero", ok(throttle={"limit": 0, "period": "1s"}), "body.throttle.limit"),
+    ("throttle-burst-zero", ok(throttle={"limit": 1, "period": "1s", "burst": 0}),
+     "body.throttle.burst"),
+    ("throttle-period-garbage", ok(throttle={"limit": 1, "period": "soon"}),
+     "body.throttle.period"),
+    ("throttle-period-over-7d", ok(throttle={"limit": 1, "period": "8d"}),
+     "body.throttle.period"),
+    ("throttle-period-overflow", ok(throttle={"limit": 1, "period": 8.64e13}),
+     "body.throttle.period"),
+    ("throttle-unknown-field", ok(throttle={"limit": 1, "period": "1s", "x": 1}),
+     "body.throttle.x"),
+    ("rate-limit-period-negative", ok(rate_limit={"limit": 1, "period": -1}),
+     "body.rate_limit.period"),
+    ("rate-limit-period-overflow", ok(rate_limit={"limit": 1, "period": 8.64e13}),
+     "body.rate_limit.period"),
+    ("rate-limit-key-empty", ok(rate_limit={"limit": 1, "period": "1s", "key": ""}),
+     "body.rate_limit.key"),
+    ("priority-601", ok(priority=601), "body.priority"),
+    ("priority--601", ok(priority=-601), "body.priority"),
+    ("priority-string", ok(priority="1"), "body.priority"),
+    ("priority-float", ok(priority=1.5), "body.priority"),
+    ("debounce-empty", ok(debounce={}), "body.debounce.period"),
+    ("debounce-list", ok(debounce=[1]), "body.debounce"),
+    ("debounce-period-zero", ok(debounce={"period": "0s"}), "body.debounce.period"),
+    ("debounce-period-bool", ok(debounce={"period": True}), "body.debounce.period"),
+    ("debounce-timeout-zero", ok(debounce={"period": "1s", "timeout": 0}),
+     "body.debounce.timeout"),
     # shape
     ("unknown-field", ok(colour="red"), "body.colour"),
     ("unknown-field-typo", ok(retry=3), "body.retry"),
@@ -156,7 +196,8 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     assert body["status"] == status and body["code"] and body["title"]
     if field is not None:
         fields = [e["field"] for e in body["errors"]]
-        assert field in fields, f"expected an error on {field!r}, got {body['errors']}"
+        assert any(f == field or f.startswith(field + ".") for f in fields), \
+            f"expected an error on {field!r}, got {body['errors']}"
         for error in body["errors"]:
             assert error["code"] and error["message"]
     return body

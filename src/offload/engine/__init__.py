@@ -8,8 +8,6 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import httpx
-
 from offload.config import Settings, ensure_webhook_secret
 from offload.models import ItemKind, QueueItem
 from offload.store import Store, open_store
@@ -19,6 +17,7 @@ if TYPE_CHECKING:
     from offload.engine.cron_service import CronService
     from offload.engine.executor import Executor
     from offload.engine.triggers import Triggers
+    from offload.outbound.http import OutboundClient
 
 log = logging.getLogger("offload.engine")
 
@@ -31,7 +30,7 @@ class Engine:
         self.store = store or open_store(self.settings.resolved_database_url(),
                                          durable=not self.settings.dev)
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
-        self.client: httpx.AsyncClient | None = None
+        self.client: OutboundClient | None = None
         self.started = False
         self._services: list[object] = []
         self.executor: Executor | None = None

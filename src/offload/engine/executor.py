@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from offload.clock import now
 from offload.config import Settings
 from offload.engine.retries import backoff_delay
@@ -49,7 +47,7 @@ from offload.models import (
     StepKind,
     StepStatus,
 )
-from offload.outbound.http import send
+from offload.outbound.http import OutboundClient, send
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
     DEFAULT_RETRIES,
@@ -190,7 +188,7 @@ class Outcome:
 class Executor:
     """Runs durable-function attempts for an engine."""
 
-    def __init__(self, store: Store, client: httpx.AsyncClient, settings: Settings, *,
+    def __init__(self, store: Store, client: OutboundClient, settings: Settings, *,
                  on_finished: Callable[[str], None]) -> None:
         self.store = store
         self.client = client

@@ -51,6 +51,8 @@ MAX_PRIORITY = 600
 MAX_CONCURRENCY = 100_000
 MAX_PERIOD = timedelta(days=7)
 MAX_BATCH_SIZE = 1000
+DEFAULT_BATCH_TIMEOUT = "5s"
+"""Used when ``batchEvents.timeout`` is missing (the Python SDK makes it optional)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +189,7 @@ def validate_function_config(config: Mapping[str, Any]) -> None:
     batch = _obj(config, "batchEvents")
     if batch is not None:
         _int(batch.get("maxSize"), "batchEvents.maxSize", 1, MAX_BATCH_SIZE)
-        duration_ms(batch.get("timeout"), "batchEvents.timeout")
+        duration_ms(batch.get("timeout", DEFAULT_BATCH_TIMEOUT), "batchEvents.timeout")
         _expr(batch.get("key"), "batchEvents.key")
         _expr(batch.get("if"), "batchEvents.if")
     priority = _obj(config, "priority")
@@ -275,7 +277,8 @@ def for_function(function_config: Mapping[str, Any], events: Sequence[Mapping[st
             batch = Batch(
                 key=f"batch:fn:{fid}:{batch_key}",
                 max_size=_int(spec.get("maxSize"), "batchEvents.maxSize", 1, MAX_BATCH_SIZE),
-                timeout_ms=duration_ms(spec.get("timeout"), "batchEvents.timeout"))
+                timeout_ms=duration_ms(spec.get("timeout", DEFAULT_BATCH_TIMEOUT),
+                                       "batchEvents.timeout"))
 
     priority = 0
     spec = _obj(config, "priority")

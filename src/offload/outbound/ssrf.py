@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 import typing
@@ -24,10 +25,12 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+import idna
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from offload.errors import AddressRefusedError, OutboundError, ValidationError
 
-__all__ = ["AddressPolicy", "GuardedTransport", "validate_url"]
+__all__ = ["AddressPolicy", "GuardedResolver", "GuardedTransport", "parse_ip", "validate_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,11 +46,18 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _MAX_URL_LENGTH = 8192
 
 
-def _parse_ip(text: str) -> IPAddress | None:
+def parse_ip(text: str) -> IPAddress | None:
+    """``text`` as an IP address (brackets allowed), or None if it is a name."""
+    text = text.strip("[]")
+    if not text or not (text[0].isdigit() or ":" in text):
+        return None  # a host name: skip the (slow) ipaddress parse
     try:
-        return ipaddress.ip_address(text.strip("[]"))
+        return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+_parse_ip = parse_ip
 
 
 def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -222,10 +232,50 @@ def validate_url(url: str) -> None:
         raise ValidationError("url", "must include a host", "missing_host")
     if port == 0:
         raise ValidationError("url", "port must be between 1 and 65535", "invalid_port")
-    try:
-        httpx.URL(url)
-    except httpx.InvalidURL as err:
-        raise ValidationError("url", f"malformed URL: {err}", "invalid_url") from None
+    host = parts.hostname
+    if "[" in parts.netloc:
+        if parse_ip(host) is None:
+            raise ValidationError("url", "malformed URL: invalid IPv6 address", "invalid_url")
+    elif not host.isascii():
+        try:  # what httpx (the previous parser) accepts: IDNA 2008
+            idna.encode(host.lower())
+        except (idna.IDNAError, UnicodeError, ValueError):
+            raise ValidationError("url", "malformed URL: invalid internationalised host name",
+                                  "invalid_url") from None
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver that returns only addresses the policy allows.
+
+    aiohttp dials exactly the addresses returned here (the host name stays in the
+    URL for ``Host``, SNI and certificate checks), so the check and the connection
+    see the same DNS answer. aiohttp does not call a resolver for literal IP hosts:
+    :func:`offload.outbound.http.send` checks those itself.
+    Raises :class:`AddressRefusedError`; DNS failures surface as ``OSError`` (which
+    aiohttp reports as a connector error).
+    """
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            ips = await self._policy.resolve_and_check(host, port)
+        except AddressRefusedError:
+            raise
+        except OutboundError as err:
+            raise OSError(str(err)) from None
+        return [
+            {"hostname": host, "host": ip, "port": port,
+             "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
+             "proto": socket.IPPROTO_TCP, "flags": socket.AI_NUMERICHOST}
+            for ip in ips
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -206,8 +206,8 @@ def cancellable(ctx: inngest.ContextSync) -> Any:
     return "not cancelled"
 
 
-FUNCTIONS = [cancellable, two_steps, shapes, dupes, sleeper, waiter, child, invoker, parallel, flaky,
-             exhaust, doomed, later, no_steps, multi, echo, cronny, killable]
+FUNCTIONS = [cancellable, two_steps, shapes, dupes, sleeper, waiter, child, invoker, parallel,
+             flaky, exhaust, doomed, later, no_steps, multi, echo, cronny, killable]
 
 
 def fastapi_app() -> Any:

@@ -9,6 +9,13 @@ const inngest = new Inngest({ id: "node-app" });
 const counts = {}; // step executions, reported at GET /counts
 const bump = (key) => { counts[key] = (counts[key] || 0) + 1; };
 
+const child = inngest.createFunction({ id: "child", triggers: [{ event: "node/never" }] },
+    async ({ event, step }) => {
+      if (event.data.fail) throw new NonRetriableError("child refused");
+      if (event.data.slow) await step.sleep("slow", "10s");
+      return await step.run("double", () => event.data.n * 2);
+    });
+
 const fns = [
   inngest.createFunction({ id: "sequential", triggers: [{ event: "node/sequential" }] },
     async ({ event, step }) => {
@@ -40,17 +47,12 @@ const fns = [
       });
       return { matched: got ? got.data : null };
     }),
-  inngest.createFunction({ id: "child", triggers: [{ event: "node/never" }] },
-    async ({ event, step }) => {
-      if (event.data.fail) throw new NonRetriableError("child refused");
-      if (event.data.slow) await step.sleep("slow", "10s");
-      return await step.run("double", () => event.data.n * 2);
-    }),
+  child,
   inngest.createFunction({ id: "parent", triggers: [{ event: "node/invoke" }] },
     async ({ event, step }) => {
       try {
         const r = await step.invoke("call-child", {
-          function: "node-app-child", data: event.data, timeout: event.data.timeout || "20s",
+          function: child, data: event.data, timeout: event.data.timeout || "20s",
         });
         return { result: r };
       } catch (err) {

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationInfo,
@@ -53,6 +54,10 @@ def _check_url(value: str | None) -> str | None:
     if len(value) > 2048:
         raise ValueError("URL is longer than 2048 characters")
     try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800) from JSON: cannot be stored
+        raise ValueError("URL is not valid Unicode") from None
+    try:
         validate_url(value)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
@@ -66,10 +71,12 @@ def _period(value: Any, info: ValidationInfo) -> Any:
         flow.duration_ms(value, str(info.field_name))
     except ValidationError as exc:
         raise ValueError(exc.message) from None
+    except OverflowError:  # seconds beyond timedelta's range (flow.duration_ms does not check)
+        raise ValueError("is far too long") from None
     return value
 
 
-_Period = Annotated[StrictStr | StrictInt | float, Field(
+_Period = Annotated[StrictStr | StrictInt | StrictFloat, Field(
     description='A time string ("500ms", "30s", "1m30s", "2h", "1d") or seconds; at most 7 '
                 "days.", examples=["1m"])]
 _FlowKey = Annotated[StrictStr, Field(min_length=1, max_length=255)]

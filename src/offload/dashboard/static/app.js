@@ -138,13 +138,15 @@
   function start() {
     sample(data);
     draw(data);
-    setInterval(function () {
+    function poll() {
       if (document.hidden) return;
       fetch("/overview.json", { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (d) { if (d) { data = d; sample(d); draw(d); updateCards(d); } })
         .catch(function () {});
-    }, 5000);
+    }
+    setTimeout(poll, 1000);  // a second depth sample soon, so the live chart has a line
+    setInterval(poll, 5000);
   }
   if (document.readyState === "complete") start(); else window.addEventListener("load", start);
 })();

@@ -1,0 +1,90 @@
+"""Durable functions' flow control, the way the trigger code creates runs: SDK config and
+event -> ``flow.for_function`` -> ``flow.apply_to_new_run`` -> ``store.apply``. Both stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from offload.engine import flow
+from offload.ids import new_id, new_token
+from offload.models import ItemKind, RunStatus
+from offload.store.base import Change, NewEvent, NewItem, NewRun
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def trigger(store: Any, config: dict[str, Any], data: dict[str, Any],
+                  when: float) -> tuple[Any, str]:
+    """What the trigger code does for one event and one function."""
+    event_id = new_id()
+    event = {"id": event_id, "name": "app/ev", "data": data, "user": {}, "ts": 0}
+    run = NewRun(id=new_id(), function_id="app-fn", app_id="app", created_at=at(when),
+                 event_ids=[event_id],
+                 items=[NewItem(kind=ItemKind.RUN, due_at=at(when), payload={"attempt": 0})])
+    flow.apply_to_new_run(run, flow.for_function(config, [event], "app-fn"))
+    result = await store.apply(Change(
+        events=[NewEvent(id=event_id, name="app/ev", data=data, ts=0, received_at=at(when),
+                         fanout=False)], runs=[run]))
+    (stored, _), outcome = result.runs[0], result.outcomes[0]
+    return stored, outcome
+
+
+async def claim(store: Any, now: datetime) -> list[Any]:
+    return await store.queue_claim(owner="e", token=new_token(), now=now, limit=100,
+                                   lease_until=now + timedelta(seconds=30))
+
+
+async def test_batch_events_become_one_run_with_the_event_list(store: Any) -> None:
+    config = {"batchEvents": {"maxSize": 3, "timeout": "10s", "key": "event.data.user"}}
+    runs = [await trigger(store, config, {"user": u, "n": i}, i)
+            for i, u in enumerate(["a", "b", "a", "a", "b"])]
+    assert [o for _, o in runs] == ["created", "created", "batched", "batched", "batched"]
+    first = await store.run_get(run_id=runs[0][0].id, with_steps=False)
+    assert len(first.event_ids) == 3
+    events = await store.event_get_many(event_ids=first.event_ids)
+    assert [e.data["n"] for e in events] == [0, 2, 3]
+    got = await claim(store, at(3))  # a's batch is full: due at once
+    assert [i.run_id for i in got] == [runs[0][0].id]
+    got = await claim(store, at(11))  # b's batch waits for its timeout (first event + 10 s)
+    assert [i.run_id for i in got] == [runs[1][0].id]
+
+
+async def test_debounce_starts_once_with_the_last_event(store: Any) -> None:
+    config = {"debounce": {"period": "5s", "key": "event.data.user"}}
+    first, _ = await trigger(store, config, {"user": "a", "n": 0}, 0)
+    for i in range(1, 4):
+        again, outcome = await trigger(store, config, {"user": "a", "n": i}, i)
+        assert outcome == "debounced" and again.id == first.id
+    assert await claim(store, at(7)) == []
+    [item] = await claim(store, at(8))
+    run = await store.run_get(run_id=first.id, with_steps=False)
+    events = await store.event_get_many(event_ids=run.event_ids)
+    assert item.run_id == first.id and [e.data["n"] for e in events] == [3]
+
+
+async def test_fn_scoped_concurrency_and_singleton(store: Any) -> None:
+    config = {"concurrency": [{"limit": 1, "key": "event.data.user"}]}
+    runs = [(await trigger(store, config, {"user": u}, i))[0] for i, u in
+            enumerate(["a", "a", "b"])]
+    got = await claim(store, at(5))
+    assert sorted(i.run_id for i in got) == sorted([runs[0].id, runs[2].id])
+    single = {"singleton": {"key": "event.data.user", "mode": "skip"}}
+    kept, _ = await trigger(store, single, {"user": "z"}, 0)
+    skipped, outcome = await trigger(store, single, {"user": "z"}, 1)
+    assert outcome == "skipped" and skipped.status is RunStatus.CANCELLED
+    assert (await store.run_get(run_id=kept.id, with_steps=False)).status is RunStatus.QUEUED
+
+
+async def test_idempotency_and_rate_limit(store: Any) -> None:
+    config = {"idempotency": "event.data.order"}
+    one, o1 = await trigger(store, config, {"order": 7}, 0)
+    two, o2 = await trigger(store, config, {"order": 7}, 1)
+    assert (o1, o2) == ("created", "duplicate") and one.id == two.id
+    limited = {"rateLimit": {"limit": 2, "period": "1m", "key": "event.data.user"}}
+    outcomes = [(await trigger(store, limited, {"user": "u"}, i))[1] for i in range(4)]
+    assert outcomes == ["created", "created", "rate_limited", "rate_limited"]
