@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
 

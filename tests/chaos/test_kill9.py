@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
 

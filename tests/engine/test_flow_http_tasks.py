@@ -20,6 +20,7 @@ import orjson
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
+
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
 

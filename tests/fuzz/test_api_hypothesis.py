@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+
 from tests.fuzz.helpers import all_run_ids
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=False,

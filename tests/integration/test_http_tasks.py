@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from tests.support.engine import EngineProcess, free_port
-from tests.support.target import Received, Target
 
 from offload.outbound.webhooks import generate_secret, verify
+from tests.support.engine import EngineProcess, free_port
+from tests.support.target import Received, Target
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.engine import EngineProcess
-from tests.support.target import Target
 
 from offload import metrics
+from tests.support.engine import EngineProcess
+from tests.support.target import Target
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 

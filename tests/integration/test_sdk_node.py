@@ -32,7 +32,7 @@ def _require_node() -> None:
     if shutil.which("node") is None:
         problem = "node is not installed"
     elif not (APP_DIR / "node_modules" / "inngest").exists():
-        problem = "npm packages missing: run scripts/services (npm ci in tests/integration/node_app)"
+        problem = "npm packages missing: run scripts/services (npm ci in node_app)"
     if problem:
         if os.environ.get("CI"):
             pytest.fail(problem)

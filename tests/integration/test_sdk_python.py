@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import inngest
 import pytest
+
 from tests.conftest import POSTGRES_URL, require_postgres
 from tests.support.engine import EngineProcess, free_port
 
