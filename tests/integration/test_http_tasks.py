@@ -12,6 +12,7 @@ signatures are verifiable and fresh with a stable ``webhook-id`` (10).
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -522,6 +523,26 @@ def test_replay_creates_a_linked_run(api: httpx.Client, target: Target, tag: str
     recs = target.at(path)
     assert len(recs) == 2 and recs[0].body == recs[1].body
     assert get_run(api, first["id"])["status"] == "failed"
+
+
+def test_rerun_from_request_with_edited_body(api: httpx.Client, target: Target,
+                                             tag: str) -> None:
+    path = f"/{tag}/edit"
+    target.script(path, (400, {}, b"bad input", 0.0), (200, {}, b"ok", 0.0))
+    first = wait_done(api, submit(api, url=target.url + path, body={"n": -1},
+                                  headers={"Authorization": "Bearer s3cret"})["id"])
+    assert first["status"] == "failed"
+    response = api.post(f"/v1/runs/{first['id']}/rerun",
+                        json={"step_id": "request", "input": {"body": {"n": 1}}})
+    assert response.status_code == 202, response.text
+    rerun = wait_done(api, response.json()["id"])
+    assert rerun["status"] == "completed" and rerun["replay_of"] == first["id"]
+    recs = target.at(path)
+    assert [json.loads(r.body) for r in recs] == [{"n": -1}, {"n": 1}]
+    assert recs[1].headers["authorization"] == "Bearer s3cret"  # kept, though never shown
+    bad = api.post(f"/v1/runs/{first['id']}/rerun",
+                   json={"step_id": "request", "input": {"retries": -1}})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.input.retries"
 
 
 # -- redirects -----------------------------------------------------------------------------

@@ -488,3 +488,19 @@ async def test_cron_tick__one_run_per_tick_and_latest_missed_only(store_url: str
             datetime(2030, 1, 1, 13, 1, tzinfo=UTC)
     finally:
         await store.close()
+
+
+def test_rerun_from_step_keeps_earlier_outputs(setup: Setup) -> None:
+    first = setup.run("t/two", {"value": 1})
+    step_b = next(s for s in first["steps"] if s["name"] == "b")
+    r = setup.api("POST", f"/v1/runs/{first['id']}/rerun",
+                  json={"step_id": step_b["id"], "input": {"value": 99}})
+    assert r.status_code == 202, r.text
+    run = setup.finish(r.json()["id"])
+    assert run["status"] == "completed", run
+    assert run["replay_of"] == first["id"]
+    assert run["output"] == {"a": "A", "b": {"got": 99}}
+    # step a kept its recorded output and was not called again; b ran once, on the edit
+    assert setup.counts(run["id"]) == {"b": 1}
+    unknown = setup.api("POST", f"/v1/runs/{first['id']}/rerun", json={"step_id": "nope"})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "body.step_id"

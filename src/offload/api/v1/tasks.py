@@ -328,3 +328,29 @@ async def create_tasks(batch: TaskBatchIn, request: Request) -> JSONResponse:
     return JSONResponse({"data": [_accepted(r, c, o) for (r, c), o
                                   in zip(result.runs, _outcomes(result), strict=True)]},
                         status_code=202)
+
+
+def task_from_spec(spec: dict[str, Any], edits: dict[str, Any] | None = None, *,
+                   field_prefix: str = "body") -> TaskIn:
+    """The task a stored spec came from, with ``edits`` applied and validated again.
+
+    Used to rerun a task with changed fields; errors name ``<field_prefix>.<field>``.
+    """
+    from pydantic import ValidationError as PydanticError
+
+    fields = {k: v for k, v in spec.items() if k in TaskIn.model_fields}
+    if "timeout_s" in spec:
+        fields["timeout"] = spec["timeout_s"]
+    fields.update(spec.get("flow") or {})
+    fields.update(edits or {})
+    fields.pop("delay", None)
+    fields.pop("not_before", None)
+    fields.pop("idempotency_key", None)
+    try:
+        return TaskIn.model_validate(fields)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ValidationError(f"{field_prefix}.{where}" if where else field_prefix,
+                              str(first.get("msg", "invalid")),
+                              str(first.get("type", "invalid"))) from None
