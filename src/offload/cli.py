@@ -216,10 +216,62 @@ def runs(status: str | None, function_id: str | None, limit: int) -> None:
         click.echo(f"{run['id']}  {run['status']:<9}  {run['function_id']:<30}  {error[:60]}")
 
 
+def _filter_options(func: F) -> F:
+    options = [
+        click.option("--status", multiple=True, help="Only runs in this status (repeatable)."),
+        click.option("--function", "function_id", default=None, help="Only this function."),
+        click.option("--queue", default=None, help="Only this queue."),
+        click.option("--after", default=None, help="Created at or after (RFC 3339)."),
+        click.option("--before", default=None, help="Created before (RFC 3339)."),
+        click.option("--search", "q", default=None, help="Run id or error text."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _bulk(action: str, filters: dict[str, Any]) -> None:
+    """Start a bulk job and follow it with a progress bar until it ends."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    selected = {k: (list(v) if isinstance(v, tuple) else v) for k, v in filters.items()
+                if v not in (None, (), [])}
+    if "status" in selected:
+        selected["status"] = [s for chunk in selected["status"] for s in chunk.split(",")]
+    with _client() as client:
+        try:
+            job = client.start_bulk(action, **selected)
+            columns = ("[progress.description]{task.description}", BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, transient=False) as progress:
+                bar = progress.add_task(f"{action} {job['id']}", total=job["total"] or None)
+                while True:
+                    progress.update(bar, completed=job["done"] + job["skipped"])
+                    if job["status"] != "running":
+                        break
+                    time.sleep(0.3)
+                    job = client.get_bulk(job["id"])
+        except OffloadError as exc:
+            raise click.ClickException(str(exc)) from None
+    verb = "replayed" if action == "replay" else "cancelled"
+    click.echo(f"{job['status']}: {job['done']} of {job['total']} runs {verb}"
+               + (f", {job['skipped']} skipped (already ended)" if job["skipped"] else ""))
+    if job["status"] == "failed":
+        raise click.ClickException(job.get("error") or "bulk job failed")
+
+
 @main.command()
-@click.argument("run_id")
-def cancel(run_id: str) -> None:
-    """Cancel a run."""
+@click.argument("run_id", required=False)
+@_filter_options
+def cancel(run_id: str | None, **filters: Any) -> None:
+    """Cancel one run, or every run the filters select (with a progress bar)."""
+    if run_id is None:
+        if not any(v for v in filters.values()):
+            raise click.UsageError("give a RUN_ID or at least one filter (e.g. --status queued)")
+        _bulk("cancel", filters)
+        return
     with _client() as client:
         try:
             run = client.cancel_run(run_id)
@@ -229,9 +281,15 @@ def cancel(run_id: str) -> None:
 
 
 @main.command()
-@click.argument("run_id")
-def replay(run_id: str) -> None:
-    """Replay a run: a new run with the same input."""
+@click.argument("run_id", required=False)
+@_filter_options
+def replay(run_id: str | None, **filters: Any) -> None:
+    """Replay one run, or every run the filters select (e.g. --status failed)."""
+    if run_id is None:
+        if not any(v for v in filters.values()):
+            raise click.UsageError("give a RUN_ID or at least one filter (e.g. --status failed)")
+        _bulk("replay", filters)
+        return
     with _client() as client:
         try:
             run = client.replay_run(run_id)

@@ -106,6 +106,18 @@ class Client:
         result: dict[str, Any] = _result(self._http.post(f"/v1/runs/{run_id}/replay"))
         return result
 
+    def start_bulk(self, action: str, **filter: Any) -> dict[str, Any]:
+        """Start a bulk ``replay`` or ``cancel`` of the runs ``filter`` selects
+        (``status`` list, ``function_id``, ``queue``, ``after``, ``before``, ``q``, …)."""
+        result: dict[str, Any] = _result(self._http.post(
+            "/v1/runs/bulk", json={"action": action, "filter": _params(filter)}))
+        return result
+
+    def get_bulk(self, job_id: str) -> dict[str, Any]:
+        """A bulk job's progress: ``done`` of ``total``, ``status``."""
+        result: dict[str, Any] = _result(self._http.get(f"/v1/runs/bulk/{job_id}"))
+        return result
+
 
 class AsyncClient:
     """The same API as :class:`Client`, for asyncio code."""
@@ -170,4 +182,15 @@ class AsyncClient:
     async def replay_run(self, run_id: str) -> dict[str, Any]:
         """Start a new run with the same input."""
         result: dict[str, Any] = _result(await self._http.post(f"/v1/runs/{run_id}/replay"))
+        return result
+
+    async def start_bulk(self, action: str, **filter: Any) -> dict[str, Any]:
+        """Start a bulk ``replay`` or ``cancel`` of the runs ``filter`` selects."""
+        result: dict[str, Any] = _result(await self._http.post(
+            "/v1/runs/bulk", json={"action": action, "filter": _params(filter)}))
+        return result
+
+    async def get_bulk(self, job_id: str) -> dict[str, Any]:
+        """A bulk job's progress."""
+        result: dict[str, Any] = _result(await self._http.get(f"/v1/runs/bulk/{job_id}"))
         return result

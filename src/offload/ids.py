@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import threading
 import time
 
-_B32 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_CROCKFORD = bytes.maketrans(_B32, _CROCKFORD)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+"""Two Crockford base-32 digits for each 10-bit value."""
 _RANDOM_MAX = (1 << 80) - 1
 _lock = threading.Lock()
 _last_ms = -1
 _last_random = 0
+_prefix_ms = -1
+_prefix = ""
 
 
 def new_id() -> str:
@@ -24,7 +25,7 @@ def new_id() -> str:
     same millisecond by this process increment the random part, so they sort in
     the order they were made (the ULID spec's monotonic mode).
     """
-    global _last_ms, _last_random
+    global _last_ms, _last_random, _prefix_ms, _prefix
     ms = time.time_ns() // 1_000_000
     with _lock:
         if ms <= _last_ms and _last_random < _RANDOM_MAX:
@@ -33,10 +34,14 @@ def new_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last_ms, _last_random = ms, rand
-    value = ((ms & 0xFFFF_FFFF_FFFF) << 80) | rand
-    # 26 Crockford base-32 digits = 130 bits: the top 130 bits of a 136-bit field.
-    return base64.b32encode((value << 6).to_bytes(17, "big"))[:26].translate(
-        _TO_CROCKFORD).decode("ascii")
+        if ms != _prefix_ms:
+            # 10 digits = 50 bits: the 48-bit timestamp with two leading zero bits.
+            t = ms & 0xFFFF_FFFF_FFFF
+            _prefix = "".join([_PAIRS[(t >> s) & 1023] for s in (40, 30, 20, 10, 0)])
+            _prefix_ms = ms
+        prefix = _prefix
+    # 16 digits = the 80 random bits.
+    return prefix + "".join([_PAIRS[(rand >> s) & 1023] for s in (70, 60, 50, 40, 30, 20, 10, 0)])
 
 
 def new_token() -> str:

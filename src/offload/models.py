@@ -70,6 +70,8 @@ class ItemKind(StrEnum):
     """Fan an accepted event out: start triggered runs, resume waits, cancel runs."""
     WAIT_TIMEOUT = "wait_timeout"
     """A wait-for-event or invoke reached its timeout."""
+    BULK = "bulk"
+    """Replay or cancel one page of the runs a bulk job selects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +205,29 @@ class Wait:
     trigger: dict[str, Any] | None
     expires_at: datetime | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """A bulk replay or cancel of the runs a filter selects, and how far it got."""
+
+    id: str
+    action: str
+    """``replay`` or ``cancel``."""
+    filter: dict[str, Any]
+    status: str
+    """``running``, ``completed``, ``failed`` or ``cancelled`` (stopped)."""
+    total: int
+    """Runs the filter selected when the job started."""
+    done: int
+    skipped: int
+    """Runs that had already ended (cancel only)."""
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        """True until every page is done or the job was stopped."""
+        return self.status == "running"

@@ -1,14 +1,18 @@
-"""Bulk replay and cancel by filter, on a real store (both databases)."""
+"""Bulk replay and cancel by filter, on a real store (both databases).
+
+Pages are BULK queue items; the tests claim and process them the way the scheduler
+does, including a page whose engine "died" (its lease expired before it committed).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from offload.api.v1.runs import replay_of
+from offload.clock import now
 from offload.engine.bulk import BulkJobs
-from offload.ids import new_id
+from offload.engine.replay import replay_of
+from offload.ids import new_id, new_token
 from offload.models import ItemKind, RunStatus
 from offload.store.base import Change, NewItem, NewRun, RunFilter, RunPatch
 
@@ -21,17 +25,23 @@ async def _runs(store: Any, n: int, *, queue: str, at: datetime) -> list[str]:
     return ids
 
 
-async def _finish(job: Any) -> None:
-    for _ in range(500):
-        if not job.running:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("bulk job did not finish")
+async def _drain(store: Any, jobs: BulkJobs) -> int:
+    """Process BULK pages until none is due; the number of pages processed."""
+    pages = 0
+    for _ in range(100):
+        at = now()
+        items = await store.queue_claim(owner="test", token=new_token(), now=at, limit=10,
+                                        lease_until=at + timedelta(seconds=30),
+                                        kinds=(ItemKind.BULK,))
+        if not items:
+            return pages
+        for item in items:
+            await jobs.process(item)
+            pages += 1
+    raise AssertionError("bulk job never finished")
 
 
 async def test_bulk__replays_every_page_of_the_filter_once(store: Any) -> None:
-    from offload.clock import now
-
     at = now()
     failed = await _runs(store, 7, queue="q", at=at)
     await _runs(store, 3, queue="other", at=at)
@@ -39,9 +49,13 @@ async def test_bulk__replays_every_page_of_the_filter_once(store: Any) -> None:
                                                    ended_at=at) for i in failed]))
     finished: list[str] = []
     jobs = BulkJobs(store, replay=replay_of, on_finished=finished.append, page_size=3)
-    job = jobs.start("replay", RunFilter(statuses=(RunStatus.FAILED,), queue="q"))
-    await _finish(job)
-    assert (job.done, job.error, job.cancelled) == (7, None, False)
+    job = await jobs.start("replay", RunFilter(statuses=(RunStatus.FAILED,), queue="q"))
+    assert (job.total, job.status) == (7, "running")
+    assert await _drain(store, jobs) == 3
+    done = await jobs.get(job.id)
+    assert done is not None
+    assert (done.status, done.done, done.skipped, done.error) == ("completed", 7, 0, None)
+    assert done.finished_at is not None
     page = await store.run_list(filter=RunFilter(queue="q"), cursor=None, limit=100)
     replays = [r for r in page.data if r.replay_of]
     assert sorted(r.replay_of for r in replays) == sorted(failed)
@@ -49,19 +63,52 @@ async def test_bulk__replays_every_page_of_the_filter_once(store: Any) -> None:
 
 
 async def test_bulk__cancel_skips_ended_runs(store: Any) -> None:
-    from offload.clock import now
-
     at = now()
     ids = await _runs(store, 5, queue="q", at=at)
     await store.apply(Change(run_patches=[RunPatch(run_id=ids[0], status=RunStatus.COMPLETED,
                                                    ended_at=at)]))
     finished: list[str] = []
     jobs = BulkJobs(store, replay=replay_of, on_finished=finished.append, page_size=2)
-    job = jobs.start("cancel", RunFilter(queue="q"))
-    await _finish(job)
-    assert (job.done, job.skipped) == (4, 1)
+    job = await jobs.start("cancel", RunFilter(queue="q"))
+    await _drain(store, jobs)
+    done = await jobs.get(job.id)
+    assert done is not None and (done.done, done.skipped, done.status) == (4, 1, "completed")
     assert sorted(finished) == sorted(ids[1:])
     for run_id in ids[1:]:
         run = await store.run_get(run_id=run_id, with_steps=False)
         assert run is not None and run.status is RunStatus.CANCELLED
-    assert jobs.get(job.id) is job
+
+
+async def test_bulk__a_page_whose_engine_died_is_redone_once(store: Any) -> None:
+    at = now()
+    await _runs(store, 4, queue="q", at=at)
+    await store.apply(Change(run_patches=[RunPatch(run_id=r.id, status=RunStatus.FAILED,
+                                                   ended_at=at) for r in (await store.run_list(
+        filter=RunFilter(queue="q"), cursor=None, limit=10)).data]))
+    jobs = BulkJobs(store, replay=replay_of, on_finished=lambda _id: None, page_size=10)
+    job = await jobs.start("replay", RunFilter(statuses=(RunStatus.FAILED,), queue="q"))
+    # An engine claims the page and dies before committing: its lease expires.
+    claimed = await store.queue_claim(owner="dead", token=new_token(), now=now(), limit=1,
+                                      lease_until=now() - timedelta(seconds=1),
+                                      kinds=(ItemKind.BULK,))
+    assert len(claimed) == 1
+    rescued = await store.lease_rescue_expired(now=now(), max_expiries=5)
+    assert [r.item_id for r in rescued] == [claimed[0].id]
+    await _drain(store, jobs)
+    done = await jobs.get(job.id)
+    assert done is not None and (done.done, done.status) == (4, "completed")
+    replays = [r for r in (await store.run_list(filter=RunFilter(queue="q"), cursor=None,
+                                                limit=100)).data if r.replay_of]
+    assert len(replays) == 4
+
+
+async def test_bulk__stop_ends_the_job_before_its_next_page(store: Any) -> None:
+    at = now()
+    await _runs(store, 6, queue="q", at=at)
+    jobs = BulkJobs(store, replay=replay_of, on_finished=lambda _id: None, page_size=2)
+    job = await jobs.start("replay", RunFilter(queue="q"))
+    assert await jobs.stop(job.id) is True
+    assert await jobs.stop(job.id) is False
+    await _drain(store, jobs)
+    done = await jobs.get(job.id)
+    assert done is not None and (done.status, done.done) == ("cancelled", 0)

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from offload import __version__
-from offload.api import health, problems
+from offload.api import health, metrics, problems, sdk
 from offload.api.auth import Authenticator
 from offload.api.limits import BodyLimit
-from offload.api.v1 import runs, tasks
+from offload.api.v1 import apps, bulk, events, functions, runs, tasks
 from offload.config import Settings
+from offload.dashboard import routes as dashboard
 from offload.engine import Engine
 
-# Routers of later layers, included when present (SDK endpoints, events, apps, dashboard).
-_OPTIONAL_ROUTERS = (
-    "offload.api.sdk",
-    "offload.api.v1.events",
-    "offload.api.v1.apps",
-    "offload.api.v1.functions",
-    "offload.api.v1.keys",
-    "offload.api.metrics",
-    "offload.dashboard.routes",
-)
+# Order matters where paths overlap: /v1/runs/bulk before /v1/runs/{id}.
+_ROUTERS = (health.router, sdk.router, tasks.router, bulk.router, runs.router, events.router,
+            apps.router, functions.router, metrics.router, dashboard.router)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None,
@@ -47,16 +40,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     app.state.engine = engine
     app.state.auth = Authenticator(engine)
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(runs.router)
-    for module_name in _OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.include_router(module.router)
+    for router in _ROUTERS:
+        app.include_router(router)
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
     return app

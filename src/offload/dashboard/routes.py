@@ -26,11 +26,11 @@ from starlette.templating import Jinja2Templates
 
 from offload import __version__
 from offload.api.shapes import app_json, event_json, function_json, run_json
-from offload.api.v1.runs import replay_of
 from offload.clock import now
 from offload.dashboard.login import Sessions
 from offload.engine.bulk import BulkJobs
 from offload.engine.cron import next_tick, parse_cron
+from offload.engine.replay import replay_of
 from offload.errors import CronError
 from offload.models import HTTP_FUNCTION_ID, Run, RunStatus
 from offload.outbound.tracing import trace_id
@@ -132,12 +132,8 @@ def _sessions(request: Request) -> Sessions:
 
 
 def _bulk(request: Request) -> BulkJobs:
-    jobs = getattr(request.app.state, "dashboard_bulk", None)
-    if not isinstance(jobs, BulkJobs):
-        engine = request.app.state.engine
-        jobs = BulkJobs(engine.store, replay=replay_of, on_finished=engine.notify_finished)
-        request.app.state.dashboard_bulk = jobs
-    return jobs
+    bulk: BulkJobs = request.app.state.engine.bulk
+    return bulk
 
 
 def _render(request: Request, name: str, context: dict[str, Any], *,
@@ -453,7 +449,7 @@ async def bulk_start(request: Request) -> Response:
     if errors:
         return _render(request, "error.html", {"title": "Bad filter",
                                                "message": "; ".join(errors)}, status_code=400)
-    job = _bulk(request).start("replay" if action == "replay" else "cancel", run_filter)
+    job = await _bulk(request).start("replay" if action == "replay" else "cancel", run_filter)
     return _redirect(f"/bulk/{job.id}")
 
 
@@ -462,12 +458,11 @@ async def bulk_page(job_id: str, request: Request) -> Response:
     """A bulk job's progress (auto-refreshing while it runs)."""
     if (gate := _gate(request)) is not None:
         return gate
-    job = _bulk(request).get(job_id)
+    job = await _bulk(request).get(job_id)
     if job is None:
         return _render(request, "error.html", {
-            "title": "No such bulk job",
-            "message": "Bulk jobs are tracked by the engine process that started them, until "
-                       "it restarts. The runs it changed stay changed."}, status_code=404)
+            "title": "No such bulk job", "message": f"There is no bulk job {job_id[:64]}."},
+            status_code=404)
     return _render(request, "bulk.html", {"job": job, "nav": "runs"})
 
 
@@ -477,7 +472,7 @@ async def bulk_stop(job_id: str, request: Request) -> Response:
     _, refused = await _post_gate(request)
     if refused is not None:
         return refused
-    _bulk(request).stop(job_id)
+    await _bulk(request).stop(job_id)
     return _redirect(f"/bulk/{quote(job_id)}?notice=bulk_stopped")
 
 

@@ -55,10 +55,15 @@ class Engine:
         self.http_tasks = HttpTasks(self.store, self.client, webhook_secret=s.webhook_secret,
                                     max_response_bytes=s.max_response_bytes,
                                     on_finished=self.notify_finished)
+        from offload.engine.bulk import BulkJobs
+        from offload.engine.replay import replay_of
+
+        self.bulk = BulkJobs(self.store, replay=replay_of, on_finished=self.notify_finished)
         self.scheduler = Scheduler(
             self.store,
             {ItemKind.RUN: self._run_item, ItemKind.CALLBACK: self.http_tasks.deliver_callback,
-             ItemKind.EVENT: self._event_item, ItemKind.WAIT_TIMEOUT: self._wait_timeout_item},
+             ItemKind.EVENT: self._event_item, ItemKind.WAIT_TIMEOUT: self._wait_timeout_item,
+             ItemKind.BULK: self.bulk.process},
             max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
             rescue_every=timedelta(seconds=s.rescue_every_s),
             max_expiries=s.max_lease_expiries)

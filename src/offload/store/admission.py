@@ -76,14 +76,16 @@ def item_limits(row: Sequence[Any]) -> list[tuple[str, int]]:
     return out
 
 
-def leased_count(tx: Tx, key: str) -> int:
-    """Leased items holding a slot of ``key`` (in either key column)."""
+def leased_counts(tx: Tx, keys: Sequence[str]) -> Counter[str]:
+    """Leased items holding a slot of each key (in either key column), in one statement."""
+    marks = ", ".join("?" for _ in keys)
     rows = tx.execute(
-        "SELECT (SELECT COUNT(*) FROM queue_items WHERE lease_owner IS NOT NULL AND "
-        "concurrency_key IS NOT NULL AND concurrency_key = ?) + (SELECT COUNT(*) FROM "
-        "queue_items WHERE lease_owner IS NOT NULL AND concurrency_key2 IS NOT NULL AND "
-        "concurrency_key2 = ?)", (key, key))
-    return int(rows[0][0])
+        "SELECT k, COUNT(*) FROM (SELECT concurrency_key AS k FROM queue_items WHERE "
+        "lease_owner IS NOT NULL AND concurrency_key IS NOT NULL AND concurrency_key IN "
+        f"({marks}) UNION ALL SELECT concurrency_key2 AS k FROM queue_items WHERE "
+        "lease_owner IS NOT NULL AND concurrency_key2 IS NOT NULL AND concurrency_key2 IN "
+        f"({marks})) t GROUP BY k", (*keys, *keys))
+    return Counter({k: int(n) for k, n in rows})
 
 
 def enforce_concurrency(store: SqlStore, tx: Tx,
@@ -97,7 +99,8 @@ def enforce_concurrency(store: SqlStore, tx: Tx,
     keys = sorted({k for _, _, limits in keyed for k, _ in limits})
     store._lock_keys(tx, keys)
     in_batch = Counter(k for _, _, limits in keyed for k, _ in limits)
-    held = {k: leased_count(tx, k) - in_batch[k] for k in keys}
+    leased = leased_counts(tx, keys)
+    held = {k: leased[k] - in_batch[k] for k in keys}
     revoked: list[str] = []
     full: set[str] = set()
     for item_id, _, limits in sorted(keyed, key=lambda e: e[1]):
@@ -111,13 +114,14 @@ def enforce_concurrency(store: SqlStore, tx: Tx,
         tx.execute("UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
                    "lease_expires_at = NULL, blocked = 1 WHERE id IN "
                    f"({', '.join('?' for _ in revoked)})", revoked)
-    for key in sorted(full):
+    if full:
+        marks = ", ".join("?" for _ in full)
         for column in _COLUMNS:
             tx.execute(
                 "UPDATE queue_items SET blocked = 1 WHERE id IN (SELECT id FROM queue_items "
-                f"WHERE {column} = ? AND lease_owner IS NULL AND blocked = 0 AND "
+                f"WHERE {column} IN ({marks}) AND lease_owner IS NULL AND blocked = 0 AND "
                 f"{column} IS NOT NULL AND due_at <= ? LIMIT {BLOCK_BATCH}{store.skip_locked})",
-                (key, now_ms))
+                (*sorted(full), now_ms))
     return set(revoked)
 
 

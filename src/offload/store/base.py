@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from offload.models import (
     ApiKey,
     App,
+    BulkJob,
     Event,
     Function,
     ItemKind,
@@ -228,6 +229,18 @@ class Resume:
 
 
 @dataclass(slots=True)
+class BulkProgress:
+    """Counts to add to a bulk job, and its new status once it ends (running jobs only)."""
+
+    job_id: str
+    done: int = 0
+    skipped: int = 0
+    status: str | None = None
+    error: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(slots=True)
 class Change:
     """Everything one unit of work writes, committed in one transaction."""
 
@@ -242,6 +255,8 @@ class Change:
     delete_waits_of_runs: list[str] = field(default_factory=list)
     resumes: list[Resume] = field(default_factory=list)
     cron_tick: tuple[str, datetime] | None = None
+    bulk_jobs: list[BulkJob] = field(default_factory=list)
+    bulk_progress: list[BulkProgress] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -341,6 +356,9 @@ class Store(Protocol):
     async def apply(self, change: Change) -> ChangeResult:
         """Commit a change atomically; raise LeaseLostError if its fence no longer holds."""
 
+    async def bulk_job_get(self, *, job_id: str) -> BulkJob | None:
+        """One bulk job."""
+
     async def cron_last_tick(self, *, function_id: str) -> datetime | None:
         """The latest tick recorded for a cron function."""
 
@@ -389,6 +407,9 @@ class Store(Protocol):
         self, *, run_id: str, at: datetime, error: dict[str, Any]
     ) -> Run | None:
         """Cancel a run that has not ended: drop its items and waits. None if already ended."""
+
+    async def run_count(self, *, filter: RunFilter) -> int:
+        """How many runs ``filter`` selects."""
 
     async def run_get(self, *, run_id: str, with_steps: bool = True) -> Run | None:
         """One run, with its steps in order."""

@@ -179,5 +179,7 @@ class PostgresStore(SqlStore):
 
     def _lock_keys(self, tx: Tx, keys: list[str]) -> None:
         """Advisory transaction locks on the keys, in the given (sorted) order."""
-        for key in keys:
-            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+        if keys:
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                       "FROM unnest(?::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n",
+                       (list(keys),))

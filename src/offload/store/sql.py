@@ -22,6 +22,7 @@ from offload.models import (
     TERMINAL_STATUSES,
     ApiKey,
     App,
+    BulkJob,
     Event,
     Function,
     ItemKind,
@@ -77,6 +78,10 @@ WAIT_COLS = (
     "created_at"
 )
 KEY_COLS = "id, name, scope, created_at, last_used_at, revoked_at"
+BULK_COLS = (
+    "id, action, filter, status, total, done, skipped, error, created_at, updated_at, "
+    "finished_at"
+)
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
 
 
@@ -112,6 +117,39 @@ def _ms(value: datetime | None) -> int | None:
 
 def _in(values: Sequence[Any]) -> str:
     return "(" + ", ".join("?" for _ in values) + ")"
+
+
+def _run_where(filter: RunFilter, cursor: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) selecting the runs of ``filter``."""
+    where: list[str] = []
+    params: list[Any] = []
+    if filter.statuses:
+        where.append(f"status IN {_in(filter.statuses)}")
+        params.extend(s.value for s in filter.statuses)
+    for column, value in (("function_id", filter.function_id), ("queue", filter.queue)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if filter.event_id is not None:
+        where.append("id IN (SELECT run_id FROM run_events WHERE event_id = ?)")
+        params.append(filter.event_id)
+    if filter.created_after is not None:
+        where.append("created_at >= ?")
+        params.append(to_ms(filter.created_after))
+    if filter.created_before is not None:
+        where.append("created_at < ?")
+        params.append(to_ms(filter.created_before))
+    if filter.search:
+        where.append("(id = ? OR LOWER(error) LIKE LOWER(?))")
+        params.extend([filter.search, f"%{filter.search}%"])
+    if filter.event_name is not None:
+        where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "
+                     "events.id = run_events.event_id WHERE events.name = ?)")
+        params.append(filter.event_name)
+    if cursor is not None:
+        where.append("id < ?")
+        params.append(cursor)
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
 def row_run(r: tuple[Any, ...]) -> Run:
@@ -396,6 +434,20 @@ class SqlStore(abc.ABC):
                 (wait.id, wait.run_id, wait.step_id, wait.event_name, wait.expression,
                  wait.correlation_id, None if wait.trigger is None else dumps(wait.trigger),
                  _ms(wait.expires_at), to_ms(wait.created_at)))
+        for job in change.bulk_jobs:
+            tx.execute(
+                f"INSERT INTO bulk_jobs ({BULK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.action, dumps(job.filter), job.status, job.total, job.done,
+                 job.skipped, job.error, to_ms(job.created_at), to_ms(job.updated_at),
+                 _ms(job.finished_at)))
+        for progress in change.bulk_progress:
+            at = to_ms(progress.at) if progress.at else now_ms()
+            tx.execute(
+                "UPDATE bulk_jobs SET done = done + ?, skipped = skipped + ?, "
+                "status = COALESCE(?, status), error = COALESCE(?, error), updated_at = ?, "
+                "finished_at = COALESCE(?, finished_at) WHERE id = ? AND status = 'running'",
+                (progress.done, progress.skipped, progress.status, progress.error, at,
+                 at if progress.status else None, progress.job_id))
         for resume in change.resumes:
             tx.execute("DELETE FROM waits WHERE id = ?", (resume.wait_id,))
             if tx.rowcount == 0:
@@ -541,6 +593,19 @@ class SqlStore(abc.ABC):
             (step.run_id, step.id, step.name, step.kind.value, step.status.value, step.attempts,
              step.run_id, value(step.input), value(step.output), value(step.error),
              _ms(step.started_at), _ms(step.ended_at)))
+
+    # -- bulk jobs -----------------------------------------------------------------------
+
+    async def bulk_job_get(self, *, job_id: str) -> BulkJob | None:
+        """One bulk job."""
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT {BULK_COLS} FROM bulk_jobs WHERE id = ?", (job_id,)))
+        if not rows:
+            return None
+        r = rows[0]
+        return BulkJob(id=r[0], action=r[1], filter=loads(r[2]) or {}, status=r[3], total=r[4],
+                       done=r[5], skipped=r[6], error=r[7], created_at=_dt(r[8]),
+                       updated_at=_dt(r[9]), finished_at=from_ms(r[10]))
 
     # -- cron ----------------------------------------------------------------------------
 
@@ -712,37 +777,16 @@ class SqlStore(abc.ABC):
             return replace(run, steps=[row_step(s) for s in steps])
         return await self._read(fn)
 
+    async def run_count(self, *, filter: RunFilter) -> int:
+        """How many runs ``filter`` selects."""
+        clause, params = _run_where(filter, None)
+        rows = await self._read(lambda tx: tx.execute(
+            f"SELECT COUNT(*) FROM runs {clause}", params))
+        return int(rows[0][0])
+
     async def run_list(self, *, filter: RunFilter, cursor: str | None, limit: int) -> Page[Run]:
         """Runs newest first (without steps)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if filter.statuses:
-            where.append(f"status IN {_in(filter.statuses)}")
-            params.extend(s.value for s in filter.statuses)
-        for column, value in (("function_id", filter.function_id), ("queue", filter.queue)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if filter.event_id is not None:
-            where.append("id IN (SELECT run_id FROM run_events WHERE event_id = ?)")
-            params.append(filter.event_id)
-        if filter.created_after is not None:
-            where.append("created_at >= ?")
-            params.append(to_ms(filter.created_after))
-        if filter.created_before is not None:
-            where.append("created_at < ?")
-            params.append(to_ms(filter.created_before))
-        if filter.search:
-            where.append("(id = ? OR LOWER(error) LIKE LOWER(?))")
-            params.extend([filter.search, f"%{filter.search}%"])
-        if filter.event_name is not None:
-            where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "
-                         "events.id = run_events.event_id WHERE events.name = ?)")
-            params.append(filter.event_name)
-        if cursor is not None:
-            where.append("id < ?")
-            params.append(cursor)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _run_where(filter, cursor)
         rows = await self._read(lambda tx: tx.execute(
             f"SELECT {RUN_COLS} FROM runs {clause} ORDER BY id DESC LIMIT ?",
             (*params, limit + 1)))

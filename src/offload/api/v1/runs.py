@@ -17,6 +17,7 @@ from offload.api.problems import problem_responses
 from offload.api.shapes import run_json
 from offload.clock import now
 from offload.engine import Engine
+from offload.engine.replay import replay_of
 from offload.errors import ConflictError, NotFoundError, ValidationError
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run, RunStatus, StepKind
@@ -123,14 +124,6 @@ async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
         raise ConflictError(f"run {run.id} has already ended ({run.status.value})")
     engine.notify_finished(run.id)
     return run_json(cancelled)
-
-
-def replay_of(run: Run, at: datetime) -> NewRun:
-    """A new run with the same function, input and events, linked to ``run``."""
-    return NewRun(id=new_id(), function_id=run.function_id, app_id=run.app_id, created_at=at,
-                  input=run.input, event_ids=list(run.event_ids), queue=run.queue,
-                  replay_of=run.id, correlation_id=run.correlation_id,
-                  items=[NewItem(kind=ItemKind.RUN, due_at=at, queue=run.queue or "default")])
 
 
 @router.post("/{run_id}/replay", status_code=202)

@@ -23,6 +23,19 @@ CREATE TABLE apps (
     created_at bigint NOT NULL,
     updated_at bigint NOT NULL
 );
+CREATE TABLE bulk_jobs (
+    id text NOT NULL,
+    action text NOT NULL,
+    filter text NOT NULL,
+    status text NOT NULL,
+    total integer NOT NULL DEFAULT 0,
+    done integer NOT NULL DEFAULT 0,
+    skipped integer NOT NULL DEFAULT 0,
+    error text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    finished_at bigint
+);
 CREATE TABLE cron_ticks (
     function_id text NOT NULL,
     tick_at bigint NOT NULL,
@@ -150,6 +163,7 @@ CREATE TABLE waits (
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 ALTER TABLE apps ADD CONSTRAINT apps_pkey PRIMARY KEY (id);
+ALTER TABLE bulk_jobs ADD CONSTRAINT bulk_jobs_pkey PRIMARY KEY (id);
 ALTER TABLE cron_ticks ADD CONSTRAINT cron_ticks_pkey PRIMARY KEY (function_id, tick_at);
 ALTER TABLE events ADD CONSTRAINT events_external_id_key UNIQUE (external_id);
 ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (id);
@@ -170,6 +184,7 @@ ALTER TABLE waits ADD CONSTRAINT waits_pkey PRIMARY KEY (id);
 CREATE UNIQUE INDEX api_keys_key_hash_key ON api_keys USING btree (key_hash);
 CREATE UNIQUE INDEX api_keys_pkey ON api_keys USING btree (id);
 CREATE UNIQUE INDEX apps_pkey ON apps USING btree (id);
+CREATE UNIQUE INDEX bulk_jobs_pkey ON bulk_jobs USING btree (id);
 CREATE UNIQUE INDEX cron_ticks_pkey ON cron_ticks USING btree (function_id, tick_at);
 CREATE UNIQUE INDEX events_external_id_key ON events USING btree (external_id);
 CREATE INDEX events_name ON events USING btree (name, id);

@@ -3,6 +3,7 @@
 
 CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
 CREATE TABLE apps (id TEXT PRIMARY KEY, url TEXT NOT NULL, sdk TEXT, framework TEXT, app_version TEXT, checksum TEXT, sync_error TEXT, synced_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE bulk_jobs (id TEXT PRIMARY KEY, action TEXT NOT NULL, filter TEXT NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER);
 CREATE TABLE cron_ticks (function_id TEXT NOT NULL, tick_at INTEGER NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (function_id, tick_at));
 CREATE TABLE events (id TEXT PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL, user_data TEXT, ts INTEGER NOT NULL, external_id TEXT UNIQUE, received_at INTEGER NOT NULL);
 CREATE INDEX events_name ON events (name, id);
@@ -34,6 +35,7 @@ CREATE INDEX runs_status ON runs (status, id);
 -- index sqlite_autoindex_api_keys_1 (automatic)
 -- index sqlite_autoindex_api_keys_2 (automatic)
 -- index sqlite_autoindex_apps_1 (automatic)
+-- index sqlite_autoindex_bulk_jobs_1 (automatic)
 -- index sqlite_autoindex_cron_ticks_1 (automatic)
 -- index sqlite_autoindex_events_1 (automatic)
 -- index sqlite_autoindex_events_2 (automatic)
