@@ -7,11 +7,10 @@ import json
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from offload.errors import AddressRefusedError, OutboundError
-from offload.outbound.http import OutboundResponse, build_client, send
+from offload.outbound.http import OutboundClient, OutboundResponse, build_client, send
 from offload.outbound.ssrf import AddressPolicy
 
 
@@ -113,20 +112,20 @@ async def app() -> AsyncIterator[_App]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[OutboundClient]:
     c = build_client(policy=AddressPolicy(allow_loopback=True), timeout_s=5, connect_timeout_s=2)
     async with c:
         yield c
 
 
-async def _send(client: httpx.AsyncClient, method: str, url: str, **kw: object) -> OutboundResponse:
+async def _send(client: OutboundClient, method: str, url: str, **kw: object) -> OutboundResponse:
     kw.setdefault("headers", {})
     kw.setdefault("content", None)
     kw.setdefault("timeout_s", 5.0)
     return await send(client, method, url, **kw)  # type: ignore[arg-type]
 
 
-async def test_send__plain_post(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__plain_post(app: _App, client: OutboundClient) -> None:
     r = await _send(client, "POST", f"{app.base}/echo", headers={"X-Key": "v"}, content=b'{"a":1}')
     assert r.status == 200
     assert r.redirects == 0 and not r.truncated and r.elapsed_ms > 0
@@ -140,7 +139,7 @@ async def test_send__plain_post(app: _App, client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("status", [307, 308])
 async def test_send__307_308_keep_method_and_body(
-    app: _App, client: httpx.AsyncClient, status: int
+    app: _App, client: OutboundClient, status: int
 ) -> None:
     r = await _send(client, "POST", f"{app.base}/redirect/{status}", content=b"payload")
     assert r.status == 200
@@ -152,7 +151,7 @@ async def test_send__307_308_keep_method_and_body(
 
 @pytest.mark.parametrize("status", [301, 302, 303])
 async def test_send__301_302_303_on_post_not_followed(
-    app: _App, client: httpx.AsyncClient, status: int
+    app: _App, client: OutboundClient, status: int
 ) -> None:
     r = await _send(client, "POST", f"{app.base}/redirect/{status}", content=b"payload")
     assert r.status == status
@@ -161,14 +160,14 @@ async def test_send__301_302_303_on_post_not_followed(
     assert app.hits == [("POST", f"/redirect/{status}")]  # never turned into a GET
 
 
-async def test_send__302_on_get_followed(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__302_on_get_followed(app: _App, client: OutboundClient) -> None:
     r = await _send(client, "GET", f"{app.base}/redirect/302")
     assert r.status == 200 and r.redirects == 1
     assert json.loads(r.body)["method"] == "GET"
 
 
 async def test_send__too_many_redirects_returns_last_3xx(
-    app: _App, client: httpx.AsyncClient
+    app: _App, client: OutboundClient
 ) -> None:
     r = await _send(client, "POST", f"{app.base}/loop", content=b"x", max_redirects=3)
     assert r.status == 307
@@ -176,21 +175,21 @@ async def test_send__too_many_redirects_returns_last_3xx(
     assert len(app.hits) == 4
 
 
-async def test_send__redirect_to_metadata_refused(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__redirect_to_metadata_refused(app: _App, client: OutboundClient) -> None:
     url = f"{app.base}/redirect/307?to=http://169.254.169.254/latest/meta-data/"
     with pytest.raises(AddressRefusedError, match="169.254.169.254"):
         await _send(client, "POST", url, content=b"x")
 
 
 async def test_send__redirect_to_non_http_scheme_not_followed(
-    app: _App, client: httpx.AsyncClient
+    app: _App, client: OutboundClient
 ) -> None:
     r = await _send(client, "POST", f"{app.base}/redirect/307?to=file:///etc/passwd")
     assert r.status == 307 and r.redirects == 0
 
 
 async def test_send__cross_origin_redirect_drops_authorization(
-    app: _App, client: httpx.AsyncClient
+    app: _App, client: OutboundClient
 ) -> None:
     other = f"http://localhost:{app.port}/echo"  # same server, different origin
     r = await _send(
@@ -206,7 +205,7 @@ async def test_send__cross_origin_redirect_drops_authorization(
 
 
 async def test_send__same_origin_redirect_keeps_authorization(
-    app: _App, client: httpx.AsyncClient
+    app: _App, client: OutboundClient
 ) -> None:
     r = await _send(
         client,
@@ -218,7 +217,7 @@ async def test_send__same_origin_redirect_keeps_authorization(
     assert json.loads(r.body)["headers"]["authorization"] == "Bearer s3cret"
 
 
-async def test_send__response_cap_truncates(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__response_cap_truncates(app: _App, client: OutboundClient) -> None:
     r = await _send(client, "GET", f"{app.base}/big", max_response_bytes=1000)
     assert r.truncated
     assert r.body == b"x" * 1000
@@ -226,12 +225,12 @@ async def test_send__response_cap_truncates(app: _App, client: httpx.AsyncClient
     assert not full.truncated and len(full.body) == 100_000
 
 
-async def test_send__endless_body_stops_at_cap(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__endless_body_stops_at_cap(app: _App, client: OutboundClient) -> None:
     r = await _send(client, "GET", f"{app.base}/endless", max_response_bytes=50_000)
     assert r.truncated and len(r.body) == 50_000
 
 
-async def test_send__timeout_raises_outbound_error(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__timeout_raises_outbound_error(app: _App, client: OutboundClient) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(OutboundError, match="timed out"):
@@ -240,7 +239,7 @@ async def test_send__timeout_raises_outbound_error(app: _App, client: httpx.Asyn
 
 
 async def test_send__connection_refused_raises_outbound_error(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
 ) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -259,7 +258,7 @@ async def test_send__guard_refusal_is_address_refused(app: _App) -> None:
 
 
 async def test_send__errors_never_quote_header_values_or_query(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
 ) -> None:
     with pytest.raises(OutboundError) as info:
         await _send(
@@ -277,7 +276,7 @@ async def test_send__errors_never_quote_header_values_or_query(
     assert "value-secret" not in str(bad.value)
 
 
-async def test_send__other_statuses_returned(app: _App, client: httpx.AsyncClient) -> None:
+async def test_send__other_statuses_returned(app: _App, client: OutboundClient) -> None:
     r = await _send(client, "POST", f"{app.base}/status?code=503", content=b"")
     assert r.status == 503
     assert r.headers["retry-after"] == "7"

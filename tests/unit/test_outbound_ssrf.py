@@ -306,3 +306,63 @@ async def test_transport__dns_failure_is_httpx_connect_error(
     async with httpx.AsyncClient(transport=GuardedTransport(AddressPolicy())) as client:
         with pytest.raises(httpx.ConnectError, match="cannot resolve"):
             await client.get("http://nowhere.test/")
+
+
+# --- the engine's client: the guard as aiohttp's resolver -----------------------------
+
+
+async def test_send__dials_the_checked_address_and_keeps_host(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from offload.outbound.http import build_client, send
+
+    looked_up = _fake_getaddrinfo(monkeypatch, {"pinned.test": ["127.0.0.1"]})
+    async with build_client(policy=AddressPolicy(allow_loopback=True)) as client:
+        r = await send(client, "GET", f"http://pinned.test:{server.port}/x", headers={},
+                       content=None, timeout_s=5)
+    assert r.status == 200 and r.body == b"ok"
+    assert looked_up == ["pinned.test"]
+    assert f"host: pinned.test:{server.port}".encode() in server.requests[0].lower()
+
+
+async def test_send__rebinding_name_refused(server: _Server, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    from offload.outbound.http import build_client, send
+
+    _fake_getaddrinfo(monkeypatch, {"rebind.test": ["93.184.216.34", "127.0.0.1"]})
+    async with build_client(policy=AddressPolicy()) as client:
+        with pytest.raises(AddressRefusedError, match="rebind.test resolves to 127.0.0.1"):
+            await send(client, "GET", f"http://rebind.test:{server.port}/", headers={},
+                       content=None, timeout_s=5)
+    assert server.requests == []
+
+
+async def test_send__dns_failure_is_outbound_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from offload.outbound.http import build_client, send
+
+    _fake_getaddrinfo(monkeypatch, {})
+    async with build_client(policy=AddressPolicy()) as client:
+        with pytest.raises(OutboundError, match="ConnectError: cannot resolve") as info:
+            await send(client, "GET", "http://nowhere.test/?token=secret", headers={},
+                       content=None, timeout_s=5)
+    assert not isinstance(info.value, AddressRefusedError)
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://[::1]:9/",
+                                 "http://[::ffff:127.0.0.1]:9/", "ftp://example.com/"])
+async def test_send__literal_ip_and_scheme_checked_without_dns(url: str) -> None:
+    from offload.outbound.http import build_client, send
+
+    async with build_client(policy=AddressPolicy()) as client:
+        with pytest.raises(AddressRefusedError):
+            await send(client, "GET", url, headers={}, content=None, timeout_s=5)
+
+
+async def test_send__non_canonical_ipv4_never_dialled() -> None:
+    from offload.outbound.http import build_client, send
+
+    async with build_client(policy=AddressPolicy()) as client:
+        for url in ("http://2130706433/", "http://127.1/", "http://0x7f.0.0.1/"):
+            with pytest.raises(OutboundError):
+                await send(client, "GET", url, headers={}, content=None, timeout_s=5)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 
 from offload import metrics
@@ -23,7 +22,7 @@ from offload.clock import now
 from offload.engine.retries import Outcome, classify_status, next_retry_delay, parse_retry_after
 from offload.errors import OutboundError
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
-from offload.outbound.http import OutboundResponse, send
+from offload.outbound.http import OutboundClient, OutboundResponse, send
 from offload.outbound.tracing import with_traceparent
 from offload.outbound.webhooks import sign_headers
 from offload.store.base import Change, Fence, NewItem, RunPatch, StepWrite, Store
@@ -80,7 +79,7 @@ def describe_response(response: OutboundResponse) -> dict[str, Any]:
 class HttpTasks:
     """Runs HTTP-task attempts and callback deliveries."""
 
-    def __init__(self, store: Store, client: httpx.AsyncClient, *, webhook_secret: str,
+    def __init__(self, store: Store, client: OutboundClient, *, webhook_secret: str,
                  max_response_bytes: int, on_finished: Callable[[str], None]) -> None:
         self.store = store
         self.client = client

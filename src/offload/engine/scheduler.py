@@ -21,12 +21,16 @@ from offload.errors import LeaseLostError, StoreError
 from offload.ids import new_id, new_token
 from offload.models import ItemKind, QueueItem
 from offload.store.base import Store
+from offload.store.sql import WAKE_WITHIN_MS
 
 log = logging.getLogger("offload.scheduler")
 
 Handler = Callable[[QueueItem], Awaitable[None]]
-IDLE_POLL_S = 1.0
-"""Longest sleep without a wake-up: catches work committed by other SQLite processes."""
+IDLE_POLL_S = WAKE_WITHIN_MS / 1000
+"""Longest sleep without a wake-up: catches work committed by other SQLite processes,
+and work committed due later than WAKE_WITHIN_MS (such commits wake no one)."""
+GATHER_S = 0.002
+"""With most slots busy, how long to let freed slots gather before a small claim."""
 
 
 class Scheduler:
@@ -56,6 +60,8 @@ class Scheduler:
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._min_claim = max(1, min(batch, max_inflight // 4))
+        self._gathered = False
         store.add_listener(self.wake)
 
     def wake(self) -> None:
@@ -103,6 +109,15 @@ class Scheduler:
                 self._slot.clear()
                 await self._slot.wait()
                 continue
+            if free < self._min_claim and not self._gathered:
+                # Nearly full: one claim transaction per freed slot would cost more than
+                # the work; let a few more slots free up first (bounded by GATHER_S).
+                self._gathered = True
+                self._slot.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._gather(), GATHER_S)
+                continue
+            self._gathered = False
             self._wake.clear()
             limit = min(free, self.batch)
             try:
@@ -136,6 +151,11 @@ class Scheduler:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _gather(self) -> None:
+        while self.max_inflight - len(self._inflight) < self._min_claim:
+            self._slot.clear()
+            await self._slot.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -24,6 +25,9 @@ from offload.store.sql import SqlStore, Tx
 
 T = TypeVar("T")
 CHANNEL = "offload_work"
+_CONNECT_TIMEOUT_S = 3.0
+"""How long a request waits for a database connection before answering 503."""
+_FAIL_FAST_S = 1.0
 _LOCK_ID = 0x6F66666C6F6164  # "offload": serialises migrations across engines
 
 
@@ -59,6 +63,7 @@ class PostgresStore(SqlStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
+        self._down_until = 0.0
         self._listening = threading.Event()
 
     async def open(self) -> None:
@@ -68,7 +73,9 @@ class PostgresStore(SqlStore):
         self._loop = asyncio.get_running_loop()
         try:
             self._pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size,
-                                        open=False, kwargs={"autocommit": False})
+                                        open=False, kwargs={
+                                            "autocommit": False,
+                                            "connect_timeout": int(_CONNECT_TIMEOUT_S)})
             await asyncio.to_thread(self._pool.open, True, 10.0)
             await asyncio.to_thread(self._migrate)
         except (psycopg.Error, Exception) as exc:
@@ -140,13 +147,21 @@ class PostgresStore(SqlStore):
     async def _run(self, fn: Callable[[Tx], T], *, write: bool) -> T:
         if self._pool is None:
             raise StoreUnavailableError("the store is not open")
+        if time.monotonic() < self._down_until:
+            # Fail fast for a moment after an outage is seen, instead of every request
+            # waiting out a connection timeout; the next call after that tries again.
+            raise StoreUnavailableError("PostgreSQL was unreachable moments ago")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._in_thread, fn, write)
+        try:
+            return await loop.run_in_executor(self._threads, self._in_thread, fn, write)
+        except StoreUnavailableError:
+            self._down_until = time.monotonic() + _FAIL_FAST_S
+            raise
 
     def _in_thread(self, fn: Callable[[Tx], T], write: bool) -> T:
         assert self._pool is not None
         try:
-            with self._pool.connection(timeout=10.0) as conn:
+            with self._pool.connection(timeout=_CONNECT_TIMEOUT_S) as conn:
                 with conn.transaction(), conn.cursor() as cur:
                     tx = _PgTx(cur)
                     value = fn(tx)

@@ -83,6 +83,8 @@ BULK_COLS = (
     "finished_at"
 )
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
+WAKE_WITHIN_MS = 1000
+"""Inserted items due within this long wake the schedulers; later ones do not."""
 
 
 class Tx(abc.ABC):
@@ -488,7 +490,10 @@ class SqlStore(abc.ABC):
              item.priority, item.queue, item.concurrency_key, dumps(item.payload),
              to_ms(item.due_at), item.concurrency_limit, item.concurrency_key2,
              item.concurrency_limit2))
-        tx.notify = True
+        if to_ms(item.due_at) <= now_ms() + WAKE_WITHIN_MS:
+            # Later work needs no wake-up: schedulers re-read the next due time at
+            # least every WAKE_WITHIN_MS (scheduler.IDLE_POLL_S).
+            tx.notify = True
         result.enqueued += 1
 
     def _insert_run(self, tx: Tx, run: NewRun, result: ChangeResult) -> tuple[Run, bool]:

@@ -170,30 +170,63 @@ class SqliteStore(SqlStore):
         notify = False
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
+            if len(batch) == 1:
+                # Alone in the transaction: a failure rolls back the whole of it, so no
+                # SAVEPOINT is needed.
                 tx = _SqliteTx(conn)
-                conn.execute("SAVEPOINT job")
                 try:
-                    value = fn(tx)
+                    value = batch[0][0](tx)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     outcomes.append((None, _wrap(exc)))
                 else:
-                    conn.execute("RELEASE job")
+                    conn.execute("COMMIT")
                     outcomes.append((value, None))
-                    notify = notify or tx.notify
-            conn.execute("COMMIT")
+                    notify = tx.notify
+            else:
+                for fn, _, _ in batch:
+                    tx = _SqliteTx(conn)
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        value = fn(tx)
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                        outcomes.append((None, _wrap(exc)))
+                    else:
+                        conn.execute("RELEASE job")
+                        outcomes.append((value, None))
+                        notify = notify or tx.notify
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = StoreUnavailableError(f"sqlite commit failed: {exc}")
             outcomes = [(None, failure) for _ in batch]
             notify = False
+        # One hand-off per event loop (not one per job): each call_soon_threadsafe
+        # writes to the loop's self-pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
         for (_, future, loop), (value, error) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, value, error)
-        if notify and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._notify_listeners)
+            by_loop.setdefault(loop, []).append((future, value, error))
+        listeners = self._notify_listeners if notify and self._loop is not None else None
+        for loop, settlements in by_loop.items():
+            loop.call_soon_threadsafe(
+                _settle_all, settlements, listeners if loop is self._loop else None)
+        if listeners is not None and self._loop not in by_loop:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(listeners)
+
+
+_Settlement = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _settle_all(settlements: list[_Settlement], then: Callable[[], None] | None) -> None:
+    for future, value, error in settlements:
+        _settle(future, value, error)
+    if then is not None:
+        then()
 
 
 def _wrap(exc: BaseException) -> BaseException:
