@@ -142,3 +142,23 @@ async def test_apply__kept_fence_blocks_concurrent_lease_change(postgres_url: st
         assert run is not None and run.status is RunStatus.RUNNING
     finally:
         await store.close()
+
+
+async def test_lease_release__hands_back_only_the_owners_leases(store: Any) -> None:
+    for i in range(3):
+        await create_run(store, id=f"r{i}")
+    a, fence_a = await claim_one(store, now=at(0), owner="A", lease_until=at(300))
+    await claim_one(store, now=at(0), owner="A", lease_until=at(300))
+    c, _ = await claim_one(store, now=at(0), owner="B", lease_until=at(300))
+    assert await store.lease_release(owner="A") == 2
+    # released items are due again at once, for anyone; B keeps its lease
+    again = await store.queue_claim(owner="C", token="tok-c", now=at(1), limit=10,
+                                    lease_until=at(60))
+    assert a.id in {i.id for i in again} and c.id not in {i.id for i in again}
+    # the old owner's token no longer fences anything
+    try:
+        await store.apply(Change(fence=fence_a))
+    except LeaseLostError:
+        pass
+    else:
+        raise AssertionError("a released lease still fenced a write")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from offload.ids import new_token
 from offload.models import ItemKind, RunStatus
 from offload.store.base import Change, Fence, NewItem, RunPatch
 
-from .conftest import FAR, T0, at, claim_all, claim_one, create_run, new_run
+from .conftest import FAR, at, claim_all, claim_one, create_run, new_run
 
 
 def _item(due: float, kind: ItemKind = ItemKind.EVENT, **kw: Any) -> NewItem:
@@ -171,8 +173,17 @@ async def test_queue_depth__unleased_items_per_queue(store: Any) -> None:
     assert await store.queue_depth() == {"a": 1, "b": 2}
 
 
-async def test_apply__items_wake_listeners(store: Any) -> None:
+async def test_apply__items_due_now_wake_listeners(store: Any) -> None:
     woke = asyncio.Event()
     store.add_listener(woke.set)
-    await store.apply(Change(runs=[new_run(created_at=T0)]))
+    await store.apply(Change(runs=[new_run(created_at=datetime.now(UTC))]))
     await asyncio.wait_for(woke.wait(), timeout=10)
+
+
+async def test_apply__items_due_later_wake_no_one(store: Any) -> None:
+    # Schedulers re-read the next due time at least every WAKE_WITHIN_MS anyway.
+    woke = asyncio.Event()
+    store.add_listener(woke.set)
+    await store.apply(Change(runs=[new_run(created_at=datetime.now(UTC) + timedelta(hours=1))]))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(woke.wait(), timeout=0.3)

@@ -84,8 +84,9 @@ class Scheduler:
     async def stop(self, *, grace: float = 5.0) -> None:
         """Stop claiming, give in-flight work ``grace`` seconds, then cancel it.
 
-        Cancelled work keeps its lease until it expires and is then rescued, so
-        stopping never loses work.
+        The leases of cancelled work are handed back, so another engine (or this one
+        after a restart) picks it up at once; if that fails they expire and are rescued,
+        so stopping never loses work.
         """
         self._stopping = True
         self._wake.set()
@@ -100,6 +101,12 @@ class Scheduler:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+                try:
+                    released = await self.store.lease_release(owner=self.owner)
+                    log.info("leases released on shutdown", extra={"released": released})
+                except StoreError as exc:
+                    log.warning("could not release leases; they will expire",
+                                extra={"error": str(exc)})
 
     async def _claim_loop(self) -> None:
         failures = 0

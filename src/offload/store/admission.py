@@ -6,9 +6,9 @@ atomically with the write that creates, claims or finishes work, on both databas
 
 Concurrency. A RUN item carries up to two ``(key, limit)`` pairs. A claim leases due
 items first, then, holding a per-key lock (``pg_advisory_xact_lock`` on PostgreSQL,
-taken in sorted key order; SQLite has one writer), counts the leased items of each key
-and gives back the items over a limit, marking them *blocked*, together with every
-other due item of a full key. Blocked items are out of the ready index, so a saturated
+taken in sorted key order, so concurrent claims cannot over-admit; SQLite has one
+writer), counts the leased items of each key and gives back the items over a limit,
+marking them *blocked*, together with every other due item of a full key. Blocked items are out of the ready index, so a saturated
 key costs later claims nothing. Whenever a leased item of a key stops being leased
 (finished, released, cancelled, rescued after a crash) one blocked item of that key is
 unblocked, earliest due first; that is what makes priority order hold under a
@@ -76,16 +76,24 @@ def item_limits(row: Sequence[Any]) -> list[tuple[str, int]]:
     return out
 
 
-def leased_counts(tx: Tx, keys: Sequence[str]) -> Counter[str]:
-    """Leased items holding a slot of each key (in either key column), in one statement."""
+def leased_counts(store: SqlStore, tx: Tx, keys: Sequence[str]) -> Counter[str]:
+    """Leased items holding a slot of each key (in either key column).
+
+    On PostgreSQL the counted rows are locked FOR SHARE: a transaction that is freeing
+    one of those slots right now (a finished, released, cancelled or rescued item) is
+    waited for, so the count never includes a slot whose release cannot see this claim's
+    blocked items. That is why freeing a slot needs no advisory lock.
+    """
     marks = ", ".join("?" for _ in keys)
     rows = tx.execute(
-        "SELECT k, COUNT(*) FROM (SELECT concurrency_key AS k FROM queue_items WHERE "
-        "lease_owner IS NOT NULL AND concurrency_key IS NOT NULL AND concurrency_key IN "
-        f"({marks}) UNION ALL SELECT concurrency_key2 AS k FROM queue_items WHERE "
-        "lease_owner IS NOT NULL AND concurrency_key2 IS NOT NULL AND concurrency_key2 IN "
-        f"({marks})) t GROUP BY k", (*keys, *keys))
-    return Counter({k: int(n) for k, n in rows})
+        "SELECT concurrency_key, concurrency_key2 FROM queue_items WHERE lease_owner IS NOT "
+        f"NULL AND (concurrency_key IN ({marks}) OR concurrency_key2 IN ({marks})){store.share_locked}",
+        (*keys, *keys))
+    wanted = set(keys)
+    counts: Counter[str] = Counter()
+    for key, key2 in rows:
+        counts.update(k for k in (key, key2) if k in wanted)
+    return counts
 
 
 def enforce_concurrency(store: SqlStore, tx: Tx,
@@ -99,7 +107,7 @@ def enforce_concurrency(store: SqlStore, tx: Tx,
     keys = sorted({k for _, _, limits in keyed for k, _ in limits})
     store._lock_keys(tx, keys)
     in_batch = Counter(k for _, _, limits in keyed for k, _ in limits)
-    leased = leased_counts(tx, keys)
+    leased = leased_counts(store, tx, keys)
     held = {k: leased[k] - in_batch[k] for k in keys}
     revoked: list[str] = []
     full: set[str] = set()
@@ -126,12 +134,21 @@ def enforce_concurrency(store: SqlStore, tx: Tx,
 
 
 def unblock(store: SqlStore, tx: Tx, keys: Iterable[str | None]) -> None:
-    """A slot of each key freed: make its earliest-due blocked item claimable again."""
+    """A slot of each key freed: make its earliest-due blocked item claimable again.
+
+    Runs after the write that freed the slot, in the same transaction (see
+    :func:`leased_counts` for why no lock is needed). One cheap statement when nothing
+    of these keys is blocked, the common case.
+    """
     wanted = sorted({k for k in keys if k is not None})
     if not wanted:
         return
-    store._lock_keys(tx, wanted)
-    for key in wanted:
+    marks = ", ".join("?" for _ in wanted)
+    rows = tx.execute(
+        f"SELECT concurrency_key FROM queue_items WHERE blocked = 1 AND concurrency_key IN "
+        f"({marks}) UNION SELECT concurrency_key2 FROM queue_items WHERE blocked = 1 AND "
+        f"concurrency_key2 IN ({marks})", (*wanted, *wanted))
+    for key in sorted({r[0] for r in rows}):
         for column in _COLUMNS:
             tx.execute(
                 "UPDATE queue_items SET blocked = 0 WHERE id IN (SELECT id FROM queue_items "

@@ -383,6 +383,9 @@ class Store(Protocol):
     async def lease_renew(self, *, owner: str, until: datetime) -> int:
         """Extend every live lease held by ``owner``; the number renewed."""
 
+    async def lease_release(self, *, owner: str) -> int:
+        """Hand back every lease ``owner`` holds (graceful shutdown); the number released."""
+
     async def lease_rescue_expired(
         self, *, now: datetime, max_expiries: int
     ) -> list[Rescued]:

@@ -191,6 +191,7 @@ class PostgresStore(SqlStore):
         )
 
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    share_locked = " FOR SHARE"
 
     def _lock_keys(self, tx: Tx, keys: list[str]) -> None:
         """Advisory transaction locks on the keys, in the given (sorted) order."""

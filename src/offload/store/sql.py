@@ -248,6 +248,8 @@ class SqlStore(abc.ABC):
 
     skip_locked: str = ""
     """Appended to sub-selects of rows other transactions may hold (PostgreSQL: SKIP LOCKED)."""
+    share_locked: str = ""
+    """Appended to reads whose rows must not change until commit (PostgreSQL: FOR SHARE)."""
 
     def _lock_keys(self, tx: Tx, keys: list[str]) -> None:
         """Serialise transactions on concurrency ``keys`` (sorted) until commit.
@@ -673,6 +675,17 @@ class SqlStore(abc.ABC):
             tx.execute("UPDATE queue_items SET lease_expires_at = ? WHERE lease_owner = ? "
                        "AND lease_expires_at >= ?", (to_ms(until), owner, now_ms()))
             return tx.rowcount
+        return await self._write(fn)
+
+    async def lease_release(self, *, owner: str) -> int:
+        """Hand back every lease ``owner`` holds (graceful shutdown); the number released."""
+        def fn(tx: Tx) -> int:
+            tx.execute("UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
+                       "lease_expires_at = NULL WHERE lease_owner = ?", (owner,))
+            released = tx.rowcount
+            if released:
+                tx.notify = True
+            return released
         return await self._write(fn)
 
     async def lease_rescue_expired(self, *, now: datetime, max_expiries: int) -> list[Rescued]:
