@@ -46,6 +46,13 @@ class _PgTx(Tx):
         self._cur.execute(converted, tuple(params))
         return self._cur.fetchall() if self._cur.description else []
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        converted = self._cache.get(sql)
+        if converted is None:
+            converted = sql.replace("%", "%%").replace("?", "%s")
+            self._cache[sql] = converted
+        self._cur.executemany(converted, rows)  # pipelined: one round trip, not one per row
+
     @property
     def rowcount(self) -> int:
         return self._cur.rowcount

@@ -39,6 +39,10 @@ class _SqliteTx(Tx):
         self._rowcount = cur.rowcount
         return rows
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        cur = self._conn.executemany(sql, rows)
+        self._rowcount = cur.rowcount
+
     @property
     def rowcount(self) -> int:
         return self._rowcount
