@@ -23,7 +23,7 @@ from tests.support.engine import EngineProcess
 from tests.support.target import Target
 
 TASKS = 400
-DELAYS = (0.05, 0.1, 0.15, 0.2)
+DELAYS = (0.5, 1.0, 1.5, 2.0)  # long enough that hundreds are in flight at the kill
 DONE_WITHIN_S = 60.0
 
 

@@ -293,3 +293,13 @@ async def test_flow__idempotency_duplicate_reports_outcome(store: Any) -> None:
 
     result = await _add(store, run(), run())
     assert result.outcomes == ["created", "duplicate"]
+
+
+async def test_concurrency__batch_inserts_keep_keys(store: Any) -> None:
+    await _add(store, *[_run(f"a{i}", due=i, flow=_limit(("A", 2))) for i in range(5)],
+               *[_run(f"p{i}", due=i) for i in range(3)])
+    got = await _claim(store)
+    assert sorted(i.run_id for i in got) == ["a0", "a1", "p0", "p1", "p2"]
+    rows = await store._read(lambda tx: tx.execute(
+        "SELECT concurrency FROM runs WHERE id = 'a3'"))
+    assert rows == [('[["A",2]]',)]

@@ -54,6 +54,13 @@ def set_item_concurrency(item: NewItem, limits: Sequence[ConcurrencyLimit]) -> N
         item.concurrency_key2, item.concurrency_limit2 = limits[1].key, limits[1].limit
 
 
+def only_concurrency(run: NewRun) -> bool:
+    """True when nothing but concurrency limits applies: no work before the insert."""
+    flow = run.flow
+    return flow is None or not (flow.throttle or flow.rate_limit or flow.debounce
+                                or flow.batch or flow.singleton)
+
+
 def inherit_concurrency(tx: Tx, item: NewItem) -> None:
     """Give a RUN item without keys the concurrency keys of its run (retries, resumes)."""
     if item.kind is not ItemKind.RUN or item.run_id is None or item.concurrency_key is not None:

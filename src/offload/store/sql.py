@@ -537,8 +537,8 @@ class SqlStore(abc.ABC):
         result.enqueued += 1
 
     def _insert_runs(self, tx: Tx, runs: list[NewRun], result: ChangeResult) -> None:
-        """Insert runs, results in order. Plain runs of a batch (no flow control,
-        idempotency key or events) go in with one executemany per table."""
+        """Insert runs, results in order. Plain runs of a batch (no flow control beyond
+        concurrency, no idempotency key or events) go in with one executemany per table."""
         if len(runs) <= 1:
             for run in runs:
                 result.runs.append(self._insert_run(tx, run, result))
@@ -549,12 +549,15 @@ class SqlStore(abc.ABC):
         item_rows: list[tuple[Any, ...]] = []
         wake_before = now_ms() + WAKE_WITHIN_MS
         for run in runs:
-            if run.flow is not None or run.idempotency is not None or run.event_ids:
+            if (not admission.only_concurrency(run) or run.idempotency is not None
+                    or run.event_ids):
                 result.runs.append(self._insert_run(tx, run, result))
                 continue
             run_rows.append(_run_params(run))
             for item in run.items:
                 item.run_id = run.id
+                if run.flow is not None:
+                    admission.set_item_concurrency(item, run.flow.concurrency)
                 item_rows.append(_item_params(item, item.id or new_id()))
                 if to_ms(item.due_at) <= wake_before:
                     tx.notify = True
