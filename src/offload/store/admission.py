@@ -83,37 +83,29 @@ def item_limits(row: Sequence[Any]) -> list[tuple[str, int]]:
     return out
 
 
-def leased_counts(store: SqlStore, tx: Tx, keys: Sequence[str]) -> Counter[str]:
+def leased_counts(store: SqlStore, tx: Tx, keys: Sequence[str], *, lock: bool = False
+                  ) -> Counter[str]:
     """Leased items holding a slot of each key (in either key column).
 
-    On PostgreSQL the counted rows are locked FOR SHARE: a transaction that is freeing
-    one of those slots right now (a finished, released, cancelled or rescued item) is
-    waited for, so the count never includes a slot whose release cannot see this claim's
-    blocked items. That is why freeing a slot needs no advisory lock.
+    With ``lock`` (PostgreSQL) the counted rows are locked FOR SHARE: a transaction that
+    is freeing one of those slots right now (a finished, released, cancelled or rescued
+    item) is waited for, so the count never includes a slot whose release could not see
+    the items this claim is about to block. That is why freeing a slot needs no lock.
     """
     marks = ", ".join("?" for _ in keys)
+    suffix = store.share_locked if lock else ""
     counts: Counter[str] = Counter()
     for column in _COLUMNS:  # one statement per column: an OR of both plans badly
         rows = tx.execute(
             f"SELECT {column} FROM queue_items WHERE lease_owner IS NOT NULL AND {column} IS "
-            f"NOT NULL AND {column} IN ({marks}){store.share_locked}", keys)
+            f"NOT NULL AND {column} IN ({marks}){suffix}", keys)
         counts.update(r[0] for r in rows)
     return counts
 
 
-def enforce_concurrency(store: SqlStore, tx: Tx,
-                        keyed: list[tuple[str, Any, list[tuple[str, int]]]],
-                        now_ms: int) -> set[str]:
-    """Give back claimed items over their keys' limits; the ids given back.
-
-    ``keyed`` holds ``(item_id, due_at, [(key, limit), ...])`` of items this claim just
-    leased. Items are admitted earliest due first while every key of the item has room.
-    """
-    keys = sorted({k for _, _, limits in keyed for k, _ in limits})
-    store._lock_keys(tx, keys)
-    in_batch = Counter(k for _, _, limits in keyed for k, _ in limits)
-    leased = leased_counts(store, tx, keys)
-    held = {k: leased[k] - in_batch[k] for k in keys}
+def _admit(keyed: list[tuple[str, Any, list[tuple[str, int]]]], held: dict[str, int]
+           ) -> tuple[list[str], set[str]]:
+    """Admit earliest due first while every key has room; (given back ids, full keys)."""
     revoked: list[str] = []
     full: set[str] = set()
     for item_id, _, limits in sorted(keyed, key=lambda e: e[1]):
@@ -123,6 +115,29 @@ def enforce_concurrency(store: SqlStore, tx: Tx,
         else:
             revoked.append(item_id)
             full.update(k for k, limit in limits if held[k] >= limit)
+    return revoked, full
+
+
+def enforce_concurrency(store: SqlStore, tx: Tx,
+                        keyed: list[tuple[str, Any, list[tuple[str, int]]]],
+                        now_ms: int) -> set[str]:
+    """Give back claimed items over their keys' limits; the ids given back.
+
+    ``keyed`` holds ``(item_id, due_at, [(key, limit), ...])`` of items this claim just
+    leased. Items are admitted earliest due first while every key of the item has room.
+    Counting takes no row locks unless some key looks full; then the full keys are
+    counted again under FOR SHARE before anything is blocked (see :func:`leased_counts`).
+    """
+    keys = sorted({k for _, _, limits in keyed for k, _ in limits})
+    store._lock_keys(tx, keys)
+    in_batch = Counter(k for _, _, limits in keyed for k, _ in limits)
+    leased = leased_counts(store, tx, keys)
+    revoked, full = _admit(keyed, {k: leased[k] - in_batch[k] for k in keys})
+    if revoked and store.share_locked:
+        recount = leased_counts(store, tx, sorted(full), lock=True)
+        for k in full:
+            leased[k] = recount[k]
+        revoked, full = _admit(keyed, {k: leased[k] - in_batch[k] for k in keys})
     if revoked:
         tx.execute("UPDATE queue_items SET lease_owner = NULL, lease_token = NULL, "
                    "lease_expires_at = NULL, blocked = 1 WHERE id IN "
