@@ -72,6 +72,8 @@ class ItemKind(StrEnum):
     """A wait-for-event or invoke reached its timeout."""
     BULK = "bulk"
     """Replay or cancel one page of the runs a bulk job selects."""
+    RUN_TIMEOUT = "run_timeout"
+    """A run's start or finish timeout expired."""
 
 
 @dataclass(frozen=True, slots=True)

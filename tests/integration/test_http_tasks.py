@@ -405,6 +405,33 @@ def test_callback_is_retried(api: httpx.Client, target: Target, tag: str) -> Non
 # -- scheduling ----------------------------------------------------------------------------
 
 
+def test_start_timeout_cancels_a_task_that_waits_too_long(api: httpx.Client,
+                                                           target: Target, tag: str) -> None:
+    target.script(f"/{tag}/busy", (200, {}, b"ok", 3.0))
+    submit(api, url=f"{target.url}/{tag}/busy", queue=tag, concurrency=1)
+    time.sleep(0.3)  # the first task holds the queue's only slot
+    waiting = submit(api, url=f"{target.url}/{tag}/late", queue=tag, concurrency=1,
+                     start_timeout=0.5)
+    run = wait_done(api, waiting["id"], timeout=10)
+    assert run["status"] == "cancelled", run
+    assert run["error"]["name"] == "StartTimeoutError"
+    settle(3.5)
+    assert target.at(f"/{tag}/late") == []
+
+
+def test_finish_timeout_cancels_a_task_still_retrying(api: httpx.Client, target: Target,
+                                                      tag: str) -> None:
+    target.script(f"/{tag}/down", (503, {"Retry-After": "1"}, b"", 0.0))
+    started = time.monotonic()
+    run = wait_done(api, submit(api, url=f"{target.url}/{tag}/down", retries=20,
+                                finish_timeout=2.5)["id"], timeout=15)
+    assert run["status"] == "cancelled" and run["error"]["name"] == "FinishTimeoutError", run
+    assert 2.0 < time.monotonic() - started < 8
+    calls = len(target.at(f"/{tag}/down"))
+    settle(2.0)
+    assert len(target.at(f"/{tag}/down")) == calls  # never called again
+
+
 def test_delay_is_honoured(api: httpx.Client, target: Target, tag: str) -> None:
     path = f"/{tag}/later"
     sent = time.monotonic()

@@ -504,3 +504,34 @@ def test_rerun_from_step_keeps_earlier_outputs(setup: Setup) -> None:
     assert setup.counts(run["id"]) == {"b": 1}
     unknown = setup.api("POST", f"/v1/runs/{first['id']}/rerun", json={"step_id": "nope"})
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "body.step_id"
+
+
+def test_finish_timeout_cancels_an_overdue_run(setup: Setup) -> None:
+    run = setup.finish(setup.start("t/overdue"), timeout=20)
+    assert run["status"] == "cancelled", run
+    assert run["error"]["name"] == "FinishTimeoutError"
+    assert [s["name"] for s in run["steps"] if s["status"] == "completed"] == ["begin"]
+    assert "never" not in setup.counts(run["id"])
+
+
+def test_concurrency_key_from_the_sdk_config_holds_per_user(setup: Setup) -> None:
+    ids = [setup.start("t/serial", {"user": user}) for user in ("ann", "ann", "ann", "bob")]
+    for run_id in ids:
+        assert setup.finish(run_id)["status"] == "completed"
+    spans = httpx.get(f"{setup.app_url}/spans").json()
+    by_user: dict[str, list[tuple[float, float]]] = {}
+    for user, begun, ended in spans:
+        by_user.setdefault(user, []).append((begun, ended))
+    ann = sorted(by_user["ann"])[-3:]
+    assert all(a[1] <= b[0] for a, b in zip(ann, ann[1:], strict=False)), ann  # never overlap
+    bob = by_user["bob"][-1]
+    assert any(b[0] < bob[1] and bob[0] < b[1] for b in ann), "other keys are not held up"
+
+
+def test_idempotency_from_the_sdk_config_runs_once_per_key(setup: Setup) -> None:
+    first = setup.send("t/order", {"order": "o-1"})
+    second = setup.send("t/order", {"order": "o-1"})
+    runs = setup.runs_of(first) + setup.runs_of(second, n=0, timeout=1)
+    run_ids = {r["id"] for r in runs}
+    assert len(run_ids) == 1, runs
+    assert setup.finish(run_ids.pop())["status"] == "completed"

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from offload.clock import now, now_ms
+from offload.engine import flow
 from offload.engine.executor import memos_and_stack, server_kind
 from offload.errors import ValidationError
 from offload.ids import new_id
@@ -89,6 +90,12 @@ async def register(request: Request) -> JSONResponse:
     try:
         body = await _json_body(request)
         parsed = parse_register_request(body)
+        for i, fn in enumerate(parsed.functions):
+            try:
+                flow.validate_function_config(fn.raw)
+            except ValidationError as exc:
+                raise ValidationError(f"functions[{i}].{exc.field}", exc.message,
+                                      exc.code) from None
     except ValidationError as exc:
         return _error(400, f"{exc.field}: {exc.message}", code=exc.code)
     sdk = parsed.sdk or request.headers.get("x-inngest-sdk")

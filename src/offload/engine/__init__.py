@@ -63,7 +63,7 @@ class Engine:
             self.store,
             {ItemKind.RUN: self._run_item, ItemKind.CALLBACK: self.http_tasks.deliver_callback,
              ItemKind.EVENT: self._event_item, ItemKind.WAIT_TIMEOUT: self._wait_timeout_item,
-             ItemKind.BULK: self.bulk.process},
+             ItemKind.BULK: self.bulk.process, ItemKind.RUN_TIMEOUT: self._timeout_item},
             max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
             rescue_every=timedelta(seconds=s.rescue_every_s),
             max_expiries=s.max_lease_expiries)
@@ -122,6 +122,11 @@ class Engine:
     async def _wait_timeout_item(self, item: QueueItem) -> None:
         assert self.triggers is not None
         await self.triggers.time_out(item)
+
+    async def _timeout_item(self, item: QueueItem) -> None:
+        from offload.engine import timeouts
+
+        await timeouts.handle(self.store, item, on_finished=self.notify_finished)
 
     # -- run completion --------------------------------------------------------------------
 

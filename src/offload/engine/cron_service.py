@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from offload.clock import now
 from offload.engine.cron import CronSchedule, jitter_for, parse_cron, ticks_between
+from offload.engine.triggers import with_controls
 from offload.errors import CronError, StoreError
 from offload.ids import new_id
 from offload.models import Function, ItemKind
@@ -113,9 +114,10 @@ class CronService:
             cron_tick=(fn.id, tick),
             events=[NewEvent(id=event_id, name=event["name"], data=event["data"],
                              ts=event["ts"], received_at=at, fanout=False)],
-            runs=[NewRun(id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
-                         event_ids=[event_id],
-                         items=[NewItem(kind=ItemKind.RUN, due_at=due,
-                                        payload={"attempt": 0})])])
+            runs=[with_controls(NewRun(
+                id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
+                event_ids=[event_id],
+                items=[NewItem(kind=ItemKind.RUN, due_at=due, payload={"attempt": 0})]),
+                fn, [{**event, "id": event_id}])])
         result = await self.store.apply(change)
         return result.cron_fired

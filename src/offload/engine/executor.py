@@ -29,6 +29,7 @@ from typing import Any
 from offload.clock import now
 from offload.config import Settings
 from offload.engine.retries import backoff_delay
+from offload.engine.triggers import with_controls
 from offload.errors import (
     OutboundError,
     ProtocolError,
@@ -532,10 +533,11 @@ class Executor:
                                       ts=event["ts"], received_at=at, user=event.get("user"),
                                       fanout=False))
         child_id = new_id()
-        change.runs.append(NewRun(
+        change.runs.append(with_controls(NewRun(
             id=child_id, function_id=target.id, app_id=target.app_id, created_at=at,
             event_ids=[event_id], correlation_id=corr,
-            items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})]))
+            items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})]),
+            target, [{**event, "id": event_id}]))
         change.steps.append(StepWrite(
             run_id=run.id, id=op.id, name=name, kind=StepKind.INVOKE, status=StepStatus.WAITING,
             input={"function_id": target.id, "run_id": child_id, "data": spec.data},

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from offload.clock import now
-from offload.engine.expressions import compile_expression, evaluate_key
+from offload.engine import flow
+from offload.engine.expressions import compile_expression
+from offload.engine.timeouts import add_timeouts, function_timeouts
 from offload.errors import ExpressionError, ValidationError
 from offload.ids import new_id
 from offload.models import (
@@ -48,7 +50,6 @@ from offload.protocol.messages import (
 from offload.store.base import (
     Change,
     Fence,
-    Idempotency,
     NewEvent,
     NewItem,
     NewRun,
@@ -60,7 +61,6 @@ from offload.store.base import (
 
 log = logging.getLogger("offload.triggers")
 
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 _LIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SLEEPING, RunStatus.WAITING)
 
 
@@ -97,22 +97,23 @@ def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
     return False
 
 
+def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> NewRun:
+    """``run`` with ``fn``'s flow control (keys evaluated over ``events``) and timeouts.
+
+    Every place that starts a function run (events, cron ticks, invokes) goes through
+    here, so they all honour the same configuration.
+    """
+    start, finish = function_timeouts(fn.config)
+    add_timeouts(run, start=start, finish=finish)
+    return flow.apply_to_new_run(run, flow.for_function(fn.config, events, fn.id))
+
+
 def new_run_for(fn: Function, event: Event, at: datetime) -> NewRun:
     """A run of ``fn`` started by ``event``, with its first discovery call due now."""
-    payload = event.as_payload()
-    idempotency = None
-    key_expr = fn.config.get("idempotency")
-    if isinstance(key_expr, str) and key_expr:
-        try:
-            key = evaluate_key(key_expr, {"event": payload})
-        except ExpressionError:
-            key = None
-        if key is not None:
-            idempotency = Idempotency(scope=f"fn:{fn.id}", key=key,
-                                      expires_at=at + IDEMPOTENCY_WINDOW)
-    return NewRun(id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
-                  event_ids=[event.id], idempotency=idempotency,
-                  items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})])
+    run = NewRun(id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
+                 event_ids=[event.id],
+                 items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})])
+    return with_controls(run, fn, [event.as_payload()])
 
 
 def _resume(wait: Wait, at: datetime, *, output: Any = None,
@@ -163,7 +164,9 @@ class Triggers:
                         change.resumes.append(_resume(wait, at,
                                                       output=event.data.get("result")))
         await self._cancel_matching(functions, payload, at)
-        await self.store.apply(change)
+        result = await self.store.apply(change)
+        for run_id in result.cancelled:  # replaced by a singleton run in cancel mode
+            self.on_finished(run_id)
 
     async def _cancel_matching(self, functions: list[Function], payload: dict[str, Any],
                                at: datetime) -> None:

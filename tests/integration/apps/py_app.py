@@ -206,7 +206,39 @@ def cancellable(ctx: inngest.ContextSync) -> Any:
     return "not cancelled"
 
 
-FUNCTIONS = [cancellable, two_steps, shapes, dupes, sleeper, waiter, child, invoker, parallel,
+@client.create_function(fn_id="overdue", trigger=ev("t/overdue"),
+                        timeouts=inngest.Timeouts(finish=datetime.timedelta(seconds=2)))
+def overdue(ctx: inngest.ContextSync) -> Any:
+    ctx.step.run("begin", lambda: "started")
+    ctx.step.sleep("too-long", datetime.timedelta(seconds=30))
+    return ctx.step.run("never", lambda: count(ctx.run_id, "never"))
+
+
+SPANS: list[tuple[str, float, float]] = []
+
+
+@client.create_function(fn_id="serial", trigger=ev("t/serial"),
+                        concurrency=[inngest.Concurrency(limit=1, key="event.data.user")])
+def serial(ctx: inngest.ContextSync) -> Any:
+    import time
+
+    def work() -> str:
+        begun = time.monotonic()
+        time.sleep(0.3)
+        with _lock:
+            SPANS.append((str(ctx.event.data.get("user")), begun, time.monotonic()))
+        return "done"
+
+    return ctx.step.run("work", work)
+
+
+@client.create_function(fn_id="once-per-order", trigger=ev("t/order"),
+                        idempotency="event.data.order")
+def once_per_order(ctx: inngest.ContextSync) -> Any:
+    return ctx.step.run("charge", lambda: count(ctx.run_id, "charge"))
+
+
+FUNCTIONS = [serial, once_per_order, overdue, cancellable, two_steps, shapes, dupes, sleeper, waiter, child, invoker, parallel,
              flaky, exhaust, doomed, later, no_steps, multi, echo, cronny, killable]
 
 
@@ -223,6 +255,10 @@ def fastapi_app() -> Any:
     @app.get("/failures")
     def failures() -> list[dict[str, Any]]:
         return FAILURES
+
+    @app.get("/spans")
+    def spans() -> list[tuple[str, float, float]]:
+        return SPANS
 
     inngest.fast_api.serve(app, client, FUNCTIONS)
     return app
@@ -241,6 +277,10 @@ def flask_app() -> Any:
     @app.get("/failures")
     def failures() -> Any:
         return flask.jsonify(FAILURES)
+
+    @app.get("/spans")
+    def spans() -> Any:
+        return flask.jsonify(SPANS)
 
     inngest.flask.serve(app, client, FUNCTIONS)
     return app

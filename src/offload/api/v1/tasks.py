@@ -29,6 +29,7 @@ from offload.api.auth import require
 from offload.api.problems import problem_responses
 from offload.clock import now
 from offload.engine import flow
+from offload.engine.timeouts import add_timeouts
 from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
@@ -123,6 +124,10 @@ class DebounceIn(BaseModel):
     _check_periods = field_validator("period", "timeout")(_period)
 
 
+_FLOW_FIELDS = {"concurrency", "concurrency_key", "concurrency_limit", "throttle", "rate_limit",
+                "priority", "debounce", "start_timeout", "finish_timeout"}
+
+
 class TaskIn(BaseModel):
     """An HTTP task: the call to make and what to do with its outcome."""
 
@@ -167,6 +172,12 @@ class TaskIn(BaseModel):
         None, description="Seconds of head start over other due tasks (negative delays).")
     debounce: DebounceIn | None = Field(
         None, description="Coalesce tasks: only the last one within the period runs.")
+    start_timeout: Annotated[float, Field(gt=0, le=MAX_DELAY.total_seconds(), strict=True)] \
+        | None = Field(None, description="Seconds the task may wait to start (after its "
+                       "delay); past it the run is cancelled with StartTimeoutError.")
+    finish_timeout: Annotated[float, Field(gt=0, le=MAX_DELAY.total_seconds(), strict=True)] \
+        | None = Field(None, description="Seconds from creation to the end of the last "
+                       "attempt; past it the run is cancelled with FinishTimeoutError.")
 
     @field_validator("url", "callback_url", "failure_callback_url")
     @classmethod
@@ -237,7 +248,12 @@ class TaskIn(BaseModel):
                 "body": self.body, "body_kind": body_kind if not has_type or body_kind == "json"
                 else "text", "callback_url": self.callback_url,
                 "failure_callback_url": self.failure_callback_url, "retries": self.retries,
-                "timeout_s": self.timeout, "queue": self.queue}
+                "timeout_s": self.timeout, "queue": self.queue, "flow": self.flow_fields()}
+
+    def flow_fields(self) -> dict[str, Any]:
+        """The flow-control and timeout fields given, kept so replays and reruns honour
+        them too."""
+        return self.model_dump(include=_FLOW_FIELDS, exclude_none=True)
 
     def new_run(self, at: datetime) -> NewRun:
         """The run (and its first queue item) this task becomes."""
@@ -253,6 +269,11 @@ class TaskIn(BaseModel):
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
                      input=self.spec(), queue=self.queue, idempotency=idem,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
+        start = None
+        if self.start_timeout is not None:
+            start = (due - at) + timedelta(seconds=self.start_timeout)
+        finish = timedelta(seconds=self.finish_timeout) if self.finish_timeout else None
+        add_timeouts(run, start=start, finish=finish)
         return flow.apply_to_new_run(run, self.flow_settings())
 
     def flow_settings(self) -> flow.FlowSettings:

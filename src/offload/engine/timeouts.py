@@ -1,0 +1,79 @@
+"""Start and finish timeouts: a run queued too long, or running too long, is cancelled.
+
+A run with timeouts gets a RUN_TIMEOUT queue item per timeout, written with the run
+itself, due when the timeout expires. When it comes due: a *start* timeout cancels
+the run if it has not started yet; a *finish* timeout cancels it if it has not ended.
+Either way the run ends ``cancelled`` with an error naming the timeout, it never calls
+its target or app again, and the item is a no-op for a run that is already done.
+Functions set them with the SDKs' ``timeouts: {start, finish}``; HTTP tasks with
+``start_timeout`` and ``finish_timeout`` (seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from offload.clock import now
+from offload.errors import LeaseLostError, ValidationError
+from offload.models import ItemKind, QueueItem
+from offload.protocol.durations import parse_duration
+from offload.store.base import Change, Fence, NewItem, NewRun, Store
+
+_ERRORS = {
+    "start": ("StartTimeoutError", "the run did not start within its start timeout ({})"),
+    "finish": ("FinishTimeoutError", "the run did not finish within its finish timeout ({})"),
+}
+
+
+def function_timeouts(config: Mapping[str, Any]) -> tuple[timedelta | None, timedelta | None]:
+    """``(start, finish)`` from a function's ``timeouts`` config; bad values are ignored
+    here (the register endpoint refuses them)."""
+    raw = config.get("timeouts")
+    if not isinstance(raw, Mapping):
+        return None, None
+
+    def one(name: str) -> timedelta | None:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value:
+            return None
+        try:
+            return parse_duration(value)
+        except ValidationError:
+            return None
+
+    return one("start"), one("finish")
+
+
+def add_timeouts(run: NewRun, *, start: timedelta | None = None,
+                 finish: timedelta | None = None) -> NewRun:
+    """Add the timeout items of ``run`` (in place) and return it."""
+    for which, delta in (("start", start), ("finish", finish)):
+        if delta is not None and delta > timedelta(0):
+            run.items.append(NewItem(kind=ItemKind.RUN_TIMEOUT, due_at=run.created_at + delta,
+                                     queue=run.queue or "default",
+                                     payload={"which": which,
+                                              "after_s": delta.total_seconds()}))
+    return run
+
+
+async def handle(store: Store, item: QueueItem, *, on_finished: Callable[[str], None]) -> None:
+    """Cancel the run of a due timeout item if the timeout still applies."""
+    fence = Fence(item.id, item.lease_token or "")
+    run = await store.run_get(run_id=item.run_id or "", with_steps=False)
+    which = str(item.payload.get("which", "finish"))
+    applies = run is not None and not run.status.terminal and (
+        which == "finish" or run.started_at is None)
+    if run is not None and applies:
+        name, message = _ERRORS.get(which, _ERRORS["finish"])
+        after = timedelta(seconds=float(item.payload.get("after_s", 0)))
+        cancelled = await store.run_cancel(
+            run_id=run.id, at=now(),
+            error={"name": name, "message": message.format(after), "stack": None})
+        if cancelled is not None:
+            on_finished(run.id)
+    try:
+        await store.apply(Change(fence=fence))
+    except LeaseLostError:
+        pass  # cancelling the run dropped this item too
