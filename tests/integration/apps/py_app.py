@@ -238,8 +238,9 @@ def once_per_order(ctx: inngest.ContextSync) -> Any:
     return ctx.step.run("charge", lambda: count(ctx.run_id, "charge"))
 
 
-FUNCTIONS = [serial, once_per_order, overdue, cancellable, two_steps, shapes, dupes, sleeper, waiter, child, invoker, parallel,
-             flaky, exhaust, doomed, later, no_steps, multi, echo, cronny, killable]
+FUNCTIONS = [serial, once_per_order, overdue, cancellable, two_steps, shapes, dupes, sleeper,
+             waiter, child, invoker, parallel, flaky, exhaust, doomed, later, no_steps, multi,
+             echo, cronny, killable]
 
 
 def fastapi_app() -> Any:
