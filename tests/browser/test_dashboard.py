@@ -199,6 +199,23 @@ def test_run_page__replay(page: Any, engine: EngineProcess, api: httpx.Client,
     assert replayed["input"]["body"] == {"order": 2}
 
 
+def test_run_page__rerun_from_step_with_edited_input(page: Any, engine: EngineProcess,
+                                                     api: httpx.Client, target: Target) -> None:
+    target.script("/picky", (400, {}, b"needs ok", 0.0))
+    target.script("/picky-ok", (200, {}, b"fine", 0.0))
+    failed = _task(api, f"{target.url}/picky", retries=0, body={"ok": False})
+    assert _wait(api, failed)["status"] == "failed"
+    page.goto(f"{engine.url}/runs/{failed}")
+    page.click("details.rerun summary")
+    page.fill("details.rerun textarea[name=input]", '{"body": {"ok": true}}')
+    page.click("details.rerun button[type=submit]")
+    page.wait_for_url(lambda url: "/runs/" in url and failed not in url.split("/runs/")[1])
+    rerun = _wait(api, page.url.rsplit("/", 1)[1])
+    assert rerun["replay_of"] == failed and rerun["input"]["body"] == {"ok": True}
+    assert [r.body for r in target.at("/picky")][-1] == b'{"ok":true}'
+    _shot(page, "rerun")
+
+
 def test_failed_view__bulk_replay(page: Any, engine: EngineProcess, api: httpx.Client,
                                   target: Target, runs: dict[str, list[str]]) -> None:
     before = len(target.at("/bad"))
