@@ -46,24 +46,10 @@ class CountingTarget(Target):
             self.inflight[path] -= 1
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'offload.db'}"
-        return
-    from tests.conftest import POSTGRES_URL, require_postgres
-
-    require_postgres()
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+@pytest.fixture(scope="module")
+def database_url(module_store_url: str) -> str:
+    """Each store in turn, one database for the whole module."""
+    return module_store_url
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ Bearer-checked sync, event keys, API keys), on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -24,7 +25,7 @@ import httpx
 import inngest
 import pytest
 
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
@@ -116,21 +117,6 @@ class Setup:
         self.engine = EngineProcess(**self.engine_kwargs).start()
 
 
-def _postgres_schema() -> Iterator[str]:
-    require_postgres()
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def _wait_http(url: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,8 +132,8 @@ def _wait_http(url: str, timeout: float = 20) -> None:
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Setup]:
     mode, store, framework = request.param
-    pg = _postgres_schema() if store == "postgres" else None
-    database_url = next(pg) if pg is not None else None
+    cleanup = contextlib.ExitStack()
+    database_url = cleanup.enter_context(postgres_schema()) if store == "postgres" else None
     data_dir = tmp_path_factory.mktemp(f"engine-{mode}-{store}")
     env: dict[str, str] = {"OFFLOAD_CALL_TIMEOUT_S": "20"}
     kwargs: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url,
@@ -178,8 +164,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         proc.kill()
         proc.wait()
         s.engine.kill()
-        if pg is not None:
-            next(pg, None)
+        cleanup.close()
 
 
 # -- sync ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ every retry of one delivery, so receivers can deduplicate.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Callable
@@ -76,6 +77,61 @@ def describe_response(response: OutboundResponse) -> dict[str, Any]:
             "duration_ms": round(response.elapsed_ms, 3)}
 
 
+class RunReader:
+    """Reads runs (without steps) for claimed items, many in one query.
+
+    Every ``get`` made in one turn of the event loop (the scheduler starts a claimed
+    batch's handlers together) is answered by one ``run_get_many`` read instead of one
+    ``run_get`` each. A store without ``run_get_many`` is read one run at a time.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: dict[str, list[asyncio.Future[Run | None]]] = {}
+        self._many = getattr(store, "run_get_many", None)
+
+    async def get(self, run_id: str) -> Run | None:
+        """The run, or None if it does not exist."""
+        if self._many is None:
+            return await self.store.run_get(run_id=run_id, with_steps=False)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Run | None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.setdefault(run_id, []).append(future)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        task = asyncio.ensure_future(self._read(pending))
+        task.add_done_callback(_drop_task)
+
+    async def _read(self, pending: dict[str, list[asyncio.Future[Run | None]]]) -> None:
+        assert self._many is not None
+        try:
+            runs: dict[str, Run] = await self._many(list(pending))
+        except Exception as exc:  # noqa: BLE001 - handed to every reader
+            for futures in pending.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for futures in pending.values():
+                for future in futures:
+                    future.cancel()
+            raise
+        for run_id, futures in pending.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(runs.get(run_id))
+
+
+def _drop_task(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the readers already got it
+
+
 class HttpTasks:
     """Runs HTTP-task attempts and callback deliveries."""
 
@@ -86,6 +142,8 @@ class HttpTasks:
         self.webhook_secret = webhook_secret
         self.max_response_bytes = max_response_bytes
         self.on_finished = on_finished
+        self.runs = RunReader(store)
+        """Batched run reads for claimed RUN items (see ``Engine._run_item``)."""
 
     async def _call(self, method: str, url: str, *, msg_id: str, headers: dict[str, str],
                     body: bytes | None, content_type: str | None,

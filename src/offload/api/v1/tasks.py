@@ -8,11 +8,13 @@ target is called. A repeated ``idempotency_key`` within 24 hours answers
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.routing import APIRoute
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +25,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from offload.api.auth import require
 from offload.api.problems import problem_responses
@@ -253,7 +255,13 @@ class TaskIn(BaseModel):
     def flow_fields(self) -> dict[str, Any]:
         """The flow-control and timeout fields given, kept so replays and reruns honour
         them too."""
+        if not self._has_flow():
+            return {}
         return self.model_dump(include=_FLOW_FIELDS, exclude_none=True)
+
+    def _has_flow(self) -> bool:
+        """False when no flow-control or timeout field was given (all are None then)."""
+        return not _FLOW_FIELDS.isdisjoint(self.model_fields_set)
 
     def new_run(self, at: datetime) -> NewRun:
         """The run (and its first queue item) this task becomes."""
@@ -269,6 +277,10 @@ class TaskIn(BaseModel):
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
                      input=self.spec(), queue=self.queue, idempotency=idem,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
+        if not self._has_flow():
+            # No flow control and no timeouts: flow.for_task would give settings that
+            # apply nothing (run.flow stays None, no timeout items).
+            return run
         start = None
         if self.start_timeout is not None:
             start = (due - at) + timedelta(seconds=self.start_timeout)
@@ -315,9 +327,11 @@ class TaskBatchAccepted(BaseModel):
     data: list[TaskAccepted]
 
 
-def _accepted(run: Run, created: bool, outcome: str | None = None) -> dict[str, Any]:
+def _accepted(run: Run, created: bool, outcome: str | None = None,
+              created_at: str | None = None) -> dict[str, Any]:
     outcome = outcome or ("created" if created else "duplicate")
-    return {"id": run.id, "status": run.status.value, "created_at": run.created_at.isoformat(),
+    return {"id": run.id, "status": run.status.value,
+            "created_at": created_at or run.created_at.isoformat(),
             "duplicate": outcome == "duplicate", "outcome": outcome}
 
 
@@ -326,29 +340,112 @@ def _outcomes(result: ChangeResult) -> list[str | None]:
         else [None] * len(result.runs)
 
 
-@router.post("", status_code=202, response_model=TaskAccepted,
-             dependencies=[Depends(require("ingest"))],
-             responses={200: {"model": TaskAccepted, "description": "Duplicate idempotency key"}})
-async def create_task(task: TaskIn, request: Request) -> JSONResponse:
-    """Queue one HTTP task."""
+def _json(body: Any, status_code: int) -> Response:
+    """What JSONResponse answered (compact UTF-8 JSON), serialised by orjson."""
+    return Response(orjson.dumps(body), status_code=status_code,
+                    media_type="application/json")
+
+
+async def _queue_one(request: Request, task: TaskIn) -> Response:
     engine = request.app.state.engine
     result = await engine.store.apply(Change(runs=[task.new_run(now())]))
     run, created = result.runs[0]
     body = _accepted(run, created, _outcomes(result)[0])
     accepted = body["outcome"] in ("created", "debounced")
-    return JSONResponse(body, status_code=202 if accepted else 200)
+    return _json(body, 202 if accepted else 200)
 
 
-@router.post("/batch", status_code=202, response_model=TaskBatchAccepted,
-             dependencies=[Depends(require("ingest"))])
-async def create_tasks(batch: TaskBatchIn, request: Request) -> JSONResponse:
-    """Queue many HTTP tasks atomically."""
+async def _queue_many(request: Request, batch: TaskBatchIn) -> Response:
     engine = request.app.state.engine
     at = now()
     result = await engine.store.apply(Change(runs=[t.new_run(at) for t in batch.tasks]))
-    return JSONResponse({"data": [_accepted(r, c, o) for (r, c), o
-                                  in zip(result.runs, _outcomes(result), strict=True)]},
-                        status_code=202)
+    iso: dict[datetime, str] = {}  # a batch's runs mostly share one created_at
+    data = []
+    for (run, created), outcome in zip(result.runs, _outcomes(result), strict=True):
+        stamp = iso.get(run.created_at)
+        if stamp is None:
+            stamp = iso[run.created_at] = run.created_at.isoformat()
+        data.append(_accepted(run, created, outcome, stamp))
+    return _json({"data": data}, 202)
+
+
+_require_ingest = require("ingest")
+_Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class _JsonBodyRoute(APIRoute):
+    """A FastAPI route whose valid JSON bodies skip FastAPI's body machinery.
+
+    The route keeps its FastAPI signature, so the OpenAPI document is unchanged. At run
+    time a request with a JSON content type is validated straight from its bytes with
+    pydantic-core's JSON parser (``model_validate_json``). Anything that does not pass
+    that way (no or another content type, an empty body, invalid JSON, an invalid task)
+    goes through FastAPI's own handler, so every error answer is exactly what it was.
+    """
+
+    fast: Callable[[Request, Any], Awaitable[Response]]
+    model: type[BaseModel]
+
+    def get_route_handler(self) -> _Handler:
+        slow = super().get_route_handler()
+        fast, model = self.fast, self.model
+
+        async def handler(request: Request) -> Response:
+            if not _is_json(request.headers.get("content-type")):
+                return await slow(request)
+            try:
+                raw = await request.body()
+            except HTTPException:
+                raise
+            except Exception as exc:  # as FastAPI answers a body it could not read
+                raise HTTPException(status_code=400,
+                                    detail="There was an error parsing the body") from exc
+            if not raw:
+                return await slow(request)
+            try:
+                value = model.model_validate_json(raw)
+            except (ValueError, RecursionError):  # pydantic's ValidationError included
+                return await slow(request)
+            await _require_ingest(request)
+            return await fast(request, value)
+
+        return handler
+
+
+def _is_json(content_type: str | None) -> bool:
+    """True for application/json and application/*+json (as FastAPI decides)."""
+    if not content_type:
+        return False
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/")
+                                          and kind.endswith("+json"))
+
+
+def _route(fast: Callable[[Request, Any], Awaitable[Response]],
+           model: type[BaseModel]) -> type[APIRoute]:
+    return type(f"_{model.__name__}Route", (_JsonBodyRoute,), {"fast": staticmethod(fast),
+                                                              "model": model})
+
+
+async def create_task(task: TaskIn, request: Request) -> Response:
+    """Queue one HTTP task."""
+    return await _queue_one(request, task)
+
+
+async def create_tasks(batch: TaskBatchIn, request: Request) -> Response:
+    """Queue many HTTP tasks atomically."""
+    return await _queue_many(request, batch)
+
+
+router.add_api_route(
+    "", create_task, methods=["POST"], status_code=202, response_model=TaskAccepted,
+    dependencies=[Depends(_require_ingest)],
+    responses={200: {"model": TaskAccepted, "description": "Duplicate idempotency key"}},
+    route_class_override=_route(_queue_one, TaskIn))
+router.add_api_route(
+    "/batch", create_tasks, methods=["POST"], status_code=202,
+    response_model=TaskBatchAccepted, dependencies=[Depends(_require_ingest)],
+    route_class_override=_route(_queue_many, TaskBatchIn))
 
 
 def task_from_spec(spec: dict[str, Any], edits: dict[str, Any] | None = None, *,
