@@ -128,6 +128,54 @@ def finished_run(engine: EngineProcess, function_id: str, timeout: float = 30) -
     raise AssertionError(f"no finished run of {function_id}: {runs_of(engine, function_id)}")
 
 
+def run_for(engine: EngineProcess, event_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The run the event started, once it has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = httpx.get(f"{engine.url}/v1/events/{event_id}").json().get("runs") or []
+        if runs:
+            run: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{runs[0]['id']}/wait",
+                                            params={"timeout": 10}).json()
+            if run["status"] in ("completed", "failed", "cancelled"):
+                return run
+        time.sleep(0.1)
+    raise AssertionError(f"event {event_id} started no finished run")
+
+
+def test_node_sdk_timeouts_failures_and_cron(stack: tuple[EngineProcess, NodeApp]) -> None:
+    engine, _ = stack
+    timed_out = send(engine, "node/wait", {"id": 99, "timeout": "1s"})
+    failing = send(engine, "node/invoke", {"n": 1, "fail": True})
+    slow = send(engine, "node/invoke", {"n": 1, "slow": True, "timeout": "1s"})
+    assert run_for(engine, timed_out)["output"] == {"matched": None}
+    out = run_for(engine, failing)["output"]
+    assert "child refused" in out["error"], out
+    out = run_for(engine, slow)["output"]
+    assert "timed out" in out["error"].lower() or "timeout" in out["error"].lower(), out
+    nightly = next(f for f in httpx.get(f"{engine.url}/v1/functions").json()["data"]
+                   if f["id"] == "node-app-nightly")
+    assert nightly["crons"][0]["cron"] == "TZ=Europe/Paris 0 3 * * *"
+    assert nightly["next_fire_at"]
+
+
+def test_node_sdk_run_survives_engine_sigkill(stack: tuple[EngineProcess, NodeApp]) -> None:
+    engine, app = stack
+    event_id = send(engine, "node/steady", {"k": "a"})
+    deadline = time.monotonic() + 20
+    while True:
+        runs = httpx.get(f"{engine.url}/v1/events/{event_id}").json().get("runs") or []
+        if runs and runs[0]["status"] == "sleeping":
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.05)
+    engine.kill()
+    engine.start()
+    run = run_for(engine, event_id)
+    assert run["status"] == "completed" and run["output"] == 3
+    counts = app.counts()
+    assert (counts["steady.a.one"], counts["steady.a.two"]) == (1, 1)
+
+
 def test_node_sdk_scenarios(stack: tuple[EngineProcess, NodeApp]) -> None:
     engine, app = stack
     fns = httpx.get(f"{engine.url}/v1/functions").json()["data"]

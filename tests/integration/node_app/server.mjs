@@ -98,6 +98,15 @@ const fns = [
   inngest.createFunction({
     id: "multi", triggers: [{ event: "node/multi.a" }, { event: "node/multi.b" }],
   }, async ({ event }) => event.name),
+  inngest.createFunction({ id: "nightly", triggers: [{ cron: "TZ=Europe/Paris 0 3 * * *" }] },
+    async ({ step }) => await step.run("report", () => "done")),
+  inngest.createFunction({ id: "steady", triggers: [{ event: "node/steady" }] },
+    async ({ event, step }) => {
+      const one = await step.run("one", () => { bump(`steady.${event.data.k}.one`); return 1; });
+      await step.sleep("pause", "2s");
+      const two = await step.run("two", () => { bump(`steady.${event.data.k}.two`); return 2; });
+      return one + two;
+    }),
 ];
 
 const handler = serve({ client: inngest, functions: fns });
