@@ -209,8 +209,10 @@ CREATE INDEX queue_items_ready ON queue_items USING btree (due_at) WHERE ((lease
 CREATE INDEX queue_items_run ON queue_items USING btree (run_id);
 CREATE UNIQUE INDEX run_events_pkey ON run_events USING btree (event_id, run_id);
 CREATE INDEX run_events_run ON run_events USING btree (run_id);
+CREATE INDEX runs_created ON runs USING btree (created_at);
 CREATE INDEX runs_ended ON runs USING btree (ended_at) WHERE (ended_at IS NOT NULL);
 CREATE INDEX runs_function ON runs USING btree (function_id, id);
+CREATE INDEX runs_function_status ON runs USING btree (function_id, status);
 CREATE UNIQUE INDEX runs_pkey ON runs USING btree (id);
 CREATE INDEX runs_queue ON runs USING btree (queue, id);
 CREATE INDEX runs_status ON runs USING btree (status, id);

@@ -28,8 +28,10 @@ CREATE INDEX queue_items_run ON queue_items (run_id);
 CREATE TABLE run_events (event_id TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (event_id, run_id));
 CREATE INDEX run_events_run ON run_events (run_id);
 CREATE TABLE runs (id TEXT PRIMARY KEY, app_id TEXT, function_id TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, event_ids TEXT NOT NULL DEFAULT '[]', input TEXT, output TEXT, error TEXT, queue TEXT, correlation_id TEXT, replay_of TEXT, idempotency_key TEXT, state TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER, updated_at INTEGER NOT NULL , concurrency TEXT);
+CREATE INDEX runs_created ON runs (created_at);
 CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
 CREATE INDEX runs_function ON runs (function_id, id);
+CREATE INDEX runs_function_status ON runs (function_id, status);
 CREATE INDEX runs_queue ON runs (queue, id);
 CREATE INDEX runs_status ON runs (status, id);
 -- index sqlite_autoindex_api_keys_1 (automatic)
