@@ -241,9 +241,11 @@ def _run_params(run: NewRun) -> tuple[Any, ...]:
     """The parameters of ``_RUN_INSERT`` for ``run``."""
     created = to_ms(run.created_at)
     limits = run.flow.concurrency if run.flow is not None else []
-    return (run.id, run.app_id, run.function_id, run.status.value, dumps(run.event_ids),
-            dumps(run.input), run.queue, run.correlation_id, run.replay_of,
-            run.idempotency.key if run.idempotency else None, dumps(run.state), created,
+    return (run.id, run.app_id, run.function_id, run.status.value,
+            dumps(run.event_ids) if run.event_ids else "[]", dumps(run.input), run.queue,
+            run.correlation_id, run.replay_of,
+            run.idempotency.key if run.idempotency else None,
+            dumps(run.state) if run.state else "{}", created,
             created, dumps([[c.key, c.limit] for c in limits]) if limits else None)
 
 
@@ -251,8 +253,8 @@ def _item_params(item: NewItem, item_id: str) -> tuple[Any, ...]:
     """The parameters of ``_ITEM_INSERT`` for ``item``, stored as ``item_id``."""
     due = to_ms(item.due_at)
     return (item_id, item.kind.value, item.run_id, due, item.priority,
-            item.queue, item.concurrency_key, dumps(item.payload), due,
-            item.concurrency_limit, item.concurrency_key2, item.concurrency_limit2)
+            item.queue, item.concurrency_key, dumps(item.payload) if item.payload else "{}",
+            due, item.concurrency_limit, item.concurrency_key2, item.concurrency_limit2)
 
 
 def _stored_run(run: NewRun) -> Run:

@@ -51,9 +51,14 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 _QUEUE_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
+_GOOD_URLS: dict[str, None] = {}
+"""URLs that passed _check_url (a pure function of the string): targets repeat a lot."""
+_GOOD_URLS_MAX = 4096
+
+
 def _check_url(value: str | None) -> str | None:
-    if value is None:
-        return None
+    if value is None or value in _GOOD_URLS:
+        return value
     if len(value) > 2048:
         raise ValueError("URL is longer than 2048 characters")
     try:
@@ -64,6 +69,9 @@ def _check_url(value: str | None) -> str | None:
         validate_url(value)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
+    if len(_GOOD_URLS) >= _GOOD_URLS_MAX:
+        _GOOD_URLS.clear()
+    _GOOD_URLS[value] = None
     return value
 
 
