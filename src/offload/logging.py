@@ -43,3 +43,31 @@ def configure(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+_runs = logging.getLogger("offload.runs")
+
+
+def log_run(run_id: str, function_id: str, status: str, *, attempt: int | None = None,
+            correlation_id: str | None = None, step: str | None = None,
+            error: dict[str, Any] | None = None, **extra: Any) -> None:
+    """One line for a run's state change: ids, status, attempt, the step, the error's name.
+
+    Payloads and error messages are never logged (they may hold user data or secrets);
+    the error's *name* is. Runs being queued are logged at debug level only, so the
+    ingest path pays nothing for it at the default level.
+    """
+    level = logging.DEBUG if status == "queued" and not attempt else logging.INFO
+    if not _runs.isEnabledFor(level):
+        return
+    fields: dict[str, Any] = {"run_id": run_id, "function_id": function_id, "status": status}
+    if attempt is not None:
+        fields["attempt"] = attempt
+    if correlation_id:
+        fields["correlation_id"] = correlation_id
+    if step:
+        fields["step"] = step
+    if error:
+        fields["error"] = error.get("name")
+    fields.update(extra)
+    _runs.log(level, f"run {status}", extra=fields)

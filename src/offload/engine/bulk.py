@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from offload.clock import now
 from offload.ids import new_id
+from offload.logging import log_run
 from offload.models import BulkJob, ItemKind, QueueItem, Run, RunStatus
 from offload.store.base import BulkProgress, Change, Fence, NewItem, NewRun, RunFilter, Store
 
@@ -125,6 +126,9 @@ class BulkJobs:
                 else:
                     progress.done += 1
                     finished.append(run.id)
+                    log_run(run.id, run.function_id, "cancelled",
+                            correlation_id=run.correlation_id, error=cancelled.error,
+                            by=f"bulk:{job.id}")
         if page.next_cursor is None:
             progress.status = "completed"
         else:

@@ -37,6 +37,7 @@ from offload.errors import (
     ValidationError,
 )
 from offload.ids import new_id
+from offload.logging import log_run
 from offload.models import (
     Event,
     Function,
@@ -238,10 +239,25 @@ class Executor:
                     return
                 full = fresh
                 continue
+            self._log(full, outcome)
             if outcome.finished:
                 self.on_finished(run.id)
             return
         raise StaleRunError(f"run {run.id}: gave up after {MAX_GUARD_RETRIES} conflicts")
+
+    def _log(self, run: Run, outcome: Outcome) -> None:
+        """One line per step that ended or paused, and one for the run's new status."""
+        patch = outcome.change.run_patches[0] if outcome.change.run_patches else None
+        for step in outcome.change.steps:
+            if step.status in (StepStatus.PLANNED, StepStatus.RUNNING):
+                continue
+            log_run(run.id, run.function_id, f"step {step.status.value}",
+                    attempt=step.attempts, correlation_id=run.correlation_id, step=step.name,
+                    step_id=step.id, error=step.error if isinstance(step.error, dict) else None)
+        if patch is not None and patch.status is not None:
+            log_run(run.id, run.function_id, patch.status.value, attempt=patch.attempt,
+                    correlation_id=run.correlation_id,
+                    error=patch.error if isinstance(patch.error, dict) else None)
 
     # -- the call ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from offload import metrics
 from offload.clock import now
 from offload.engine.retries import Outcome, classify_status, next_retry_delay, parse_retry_after
 from offload.errors import OutboundError
+from offload.logging import log_run
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
 from offload.outbound.http import OutboundClient, OutboundResponse, send
 from offload.outbound.tracing import with_traceparent
@@ -229,6 +230,10 @@ class HttpTasks:
         metrics.observe_outbound("target", result.outcome.value, elapsed)
         metrics.observe_step("request", step.status.value, elapsed)
         await metrics.timed_store("apply", self.store.apply(change))
+        patch = change.run_patches[0]
+        log_run(run.id, run.function_id, (patch.status or run.status).value, attempt=attempt_no,
+                correlation_id=run.correlation_id, step="request", error=result.error,
+                queue=item.queue)
         if finished:
             self.on_finished(run.id)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from offload.clock import now
 from offload.errors import LeaseLostError, ValidationError
+from offload.logging import log_run
 from offload.models import ItemKind, QueueItem
 from offload.protocol.durations import parse_duration
 from offload.store.base import Change, Fence, NewItem, NewRun, Store
@@ -72,6 +73,8 @@ async def handle(store: Store, item: QueueItem, *, on_finished: Callable[[str], 
             run_id=run.id, at=now(),
             error={"name": name, "message": message.format(after), "stack": None})
         if cancelled is not None:
+            log_run(run.id, run.function_id, "cancelled", correlation_id=run.correlation_id,
+                    error=cancelled.error, by=f"{which}_timeout")
             on_finished(run.id)
     try:
         await store.apply(Change(fence=fence))

@@ -30,6 +30,7 @@ from offload.engine.expressions import compile_expression
 from offload.engine.timeouts import add_timeouts, function_timeouts
 from offload.errors import ExpressionError, ValidationError
 from offload.ids import new_id
+from offload.logging import log_run
 from offload.models import (
     Event,
     Function,
@@ -202,6 +203,8 @@ class Triggers:
                    "stack": None})
         if cancelled is None:
             return
+        log_run(run_id, fn.id, "cancelled", correlation_id=cancelled.correlation_id,
+                error=cancelled.error, by="cancel_event")
         event = function_cancelled_event(function_id=fn.id, run_id=run_id,
                                          events=[trigger] if trigger else [], ts=at,
                                          correlation_id=cancelled.correlation_id)

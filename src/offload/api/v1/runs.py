@@ -20,6 +20,7 @@ from offload.engine import Engine
 from offload.engine.replay import replay_of
 from offload.errors import ConflictError, NotFoundError, ValidationError
 from offload.ids import new_id
+from offload.logging import log_run
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run, RunStatus, StepKind
 from offload.store.base import Change, NewEvent, NewItem, NewRun, RunFilter, StepWrite, Store
 
@@ -122,6 +123,8 @@ async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
                                         "stack": None})
     if cancelled is None:
         raise ConflictError(f"run {run.id} has already ended ({run.status.value})")
+    log_run(run.id, run.function_id, "cancelled", correlation_id=run.correlation_id,
+            error=cancelled.error, by="api")
     engine.notify_finished(run.id)
     return run_json(cancelled)
 
