@@ -7,8 +7,10 @@ multi-step run is checked through /v1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,8 +44,15 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 def _start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    # A session of its own: `next dev` forks a server that must die with it (killpg).
     return subprocess.Popen(cmd, cwd=cwd, env={**base, **env}, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 @pytest.fixture
@@ -91,8 +100,7 @@ def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
                                  "shipment": {"tracking": "TRK-A1"}}
         assert [s["kind"] for s in run["steps"]] == ["run", "run", "sleep", "run"]
     finally:
-        proc.kill()
-        proc.wait(10)
+        _stop(proc)
 
 
 def test_fastapi_example(engine: EngineProcess, tmp_path: Path) -> None:
@@ -113,5 +121,4 @@ def test_fastapi_example(engine: EngineProcess, tmp_path: Path) -> None:
         assert run["output"] == {"account": {"account_id": "acct_ada"},
                                  "mail": "welcome mail queued for ada@example.com"}
     finally:
-        proc.kill()
-        proc.wait(10)
+        _stop(proc)
