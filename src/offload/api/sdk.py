@@ -109,6 +109,8 @@ async def register(request: Request) -> JSONResponse:
     functions = [Function(id=f.id, app_id=parsed.app_id, name=f.name, config=dict(f.raw),
                           created_at=at, updated_at=at) for f in parsed.functions]
     modified = await engine.store.app_sync(app=app, functions=functions)
+    if engine.functions is not None:
+        engine.functions.invalidate()
     return JSONResponse({"ok": True, "modified": modified, "app_id": parsed.app_id,
                          "sync_id": new_id()})
 

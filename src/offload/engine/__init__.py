@@ -14,6 +14,7 @@ from offload.store import Store, open_store
 from offload.store.base import Change, Fence
 
 if TYPE_CHECKING:
+    from offload.engine.catalog import FunctionCatalog
     from offload.engine.cron_service import CronService
     from offload.engine.executor import Executor
     from offload.engine.triggers import Triggers
@@ -38,6 +39,8 @@ class Engine:
         self.triggers: Triggers | None = None
         """Event fan-out and wait timeouts."""
         self.cron: CronService | None = None
+        self.functions: FunctionCatalog | None = None
+        """The synced functions, cached briefly (set with the executor)."""
 
     async def start(self, *, run_scheduler: bool = True) -> None:
         """Open the store and start claiming work."""

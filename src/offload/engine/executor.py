@@ -28,6 +28,7 @@ from typing import Any
 
 from offload.clock import now
 from offload.config import Settings
+from offload.engine.catalog import FunctionCatalog
 from offload.engine.retries import backoff_delay
 from offload.engine.triggers import with_controls
 from offload.errors import (
@@ -191,8 +192,10 @@ class Executor:
     """Runs durable-function attempts for an engine."""
 
     def __init__(self, store: Store, client: OutboundClient, settings: Settings, *,
-                 on_finished: Callable[[str], None]) -> None:
+                 on_finished: Callable[[str], None],
+                 functions: FunctionCatalog | None = None) -> None:
         self.store = store
+        self.functions = functions or FunctionCatalog(store, ttl=0)
         self.client = client
         self.settings = settings
         self.on_finished = on_finished
@@ -202,7 +205,7 @@ class Executor:
     async def run_attempt(self, item: QueueItem, run: Run) -> None:
         """Make the call ``item`` asks for and record its outcome, fenced by the lease."""
         fence = Fence(item.id, item.lease_token or "")
-        fn = await self.store.function_get(function_id=run.function_id)
+        fn = await self.functions.get(run.function_id)
         full = await self.store.run_get(run_id=run.id, with_steps=True)
         if full is None or full.status.terminal:
             await self.store.apply(Change(fence=fence))
@@ -529,7 +532,7 @@ class Executor:
                       change: Change, at: datetime) -> bool:
         """Start the invoked run and wait for it; False (step failed) if it cannot start."""
         spec = invoke_spec(op)
-        target = await self.store.function_get(function_id=spec.function_id)
+        target = await self.functions.get(spec.function_id)
         name = op.step_name
         if target is None:
             change.steps.append(StepWrite(

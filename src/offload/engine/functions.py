@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from offload.engine.catalog import FunctionCatalog
 from offload.engine.cron_service import CronService
 from offload.engine.executor import Executor
 from offload.engine.triggers import Triggers
@@ -15,8 +16,10 @@ if TYPE_CHECKING:
 def attach(engine: Engine) -> None:
     """Give ``engine`` its durable-function services."""
     assert engine.client is not None
+    engine.functions = FunctionCatalog(engine.store)
     engine.executor = Executor(engine.store, engine.client, engine.settings,
-                               on_finished=engine.notify_finished)
-    engine.triggers = Triggers(engine.store, on_finished=engine.notify_finished)
+                               on_finished=engine.notify_finished, functions=engine.functions)
+    engine.triggers = Triggers(engine.store, on_finished=engine.notify_finished,
+                               functions=engine.functions)
     engine.cron = CronService(engine.store, catchup=engine.settings.cron_catchup)
     engine._services.append(engine.cron)

@@ -26,6 +26,7 @@ from typing import Any
 
 from offload.clock import now
 from offload.engine import flow
+from offload.engine.catalog import FunctionCatalog
 from offload.engine.expressions import compile_expression
 from offload.engine.timeouts import add_timeouts, function_timeouts
 from offload.errors import ExpressionError, ValidationError
@@ -133,9 +134,11 @@ def _resume(wait: Wait, at: datetime, *, output: Any = None,
 class Triggers:
     """Fans events out and times waits out."""
 
-    def __init__(self, store: Store, *, on_finished: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, *, on_finished: Callable[[str], None],
+                 functions: FunctionCatalog | None = None) -> None:
         self.store = store
         self.on_finished = on_finished
+        self.functions = functions or FunctionCatalog(store, ttl=0)
 
     async def fan_out(self, item: QueueItem) -> None:
         """Start, resume and cancel runs for the event of ``item``."""
@@ -147,7 +150,7 @@ class Triggers:
         at = now()
         payload = event.as_payload()
         change = Change(fence=fence)
-        functions = await self.store.function_list()
+        functions = await self.functions.all()
         for fn in functions:
             if triggered_by(fn, payload):
                 change.runs.append(new_run_for(fn, event, at))
