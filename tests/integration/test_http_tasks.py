@@ -417,6 +417,31 @@ def test_finish_timeout_cancels_a_task_still_retrying(api: httpx.Client, target:
     assert len(target.at(f"/{tag}/down")) == calls  # never called again
 
 
+def test_singleton_skip_and_cancel(api: httpx.Client, target: Target, tag: str) -> None:
+    target.script(f"/{tag}/one", (200, {}, b"ok", 1.5))
+    first = submit(api, url=f"{target.url}/{tag}/one", queue=tag, singleton={})
+    target.wait_for(lambda: target.at(f"/{tag}/one"))
+    second = submit(api, expect=200, url=f"{target.url}/{tag}/one", queue=tag, singleton={})
+    assert second["outcome"] == "skipped"
+    skipped = get_run(api, second["id"])
+    assert skipped["status"] == "cancelled" and skipped["error"]["name"] == "singleton_skipped"
+    assert wait_done(api, first["id"])["status"] == "completed"
+    third = submit(api, url=f"{target.url}/{tag}/one", queue=tag, singleton={})
+    assert third["outcome"] == "created"
+    assert wait_done(api, third["id"])["status"] == "completed"
+    assert len(target.at(f"/{tag}/one")) == 2
+
+    waiting = submit(api, url=f"{target.url}/{tag}/two", delay=3600,
+                     singleton={"key": tag, "mode": "cancel"})
+    newer = submit(api, url=f"{target.url}/{tag}/two",
+                   singleton={"key": tag, "mode": "cancel"})
+    assert newer["outcome"] == "created"
+    replaced = get_run(api, waiting["id"])
+    assert replaced["status"] == "cancelled"
+    assert replaced["error"]["name"] == "singleton_cancelled"
+    assert wait_done(api, newer["id"])["status"] == "completed"
+
+
 def test_delay_is_honoured(api: httpx.Client, target: Target, tag: str) -> None:
     path = f"/{tag}/later"
     sent = time.monotonic()

@@ -309,7 +309,8 @@ def for_task(queue: str, *, concurrency: int | None = None,
              concurrency_key: str | None = None, concurrency_limit: int | None = None,
              throttle: Mapping[str, Any] | None = None,
              rate_limit: Mapping[str, Any] | None = None, priority: int | None = None,
-             debounce: Mapping[str, Any] | None = None) -> FlowSettings:
+             debounce: Mapping[str, Any] | None = None,
+             singleton: Mapping[str, Any] | None = None) -> FlowSettings:
     """Flow control of an HTTP task in ``queue``; keys are literal strings.
 
     ``concurrency`` limits the queue; ``concurrency_key`` + ``concurrency_limit`` a key
@@ -349,9 +350,16 @@ def for_task(queue: str, *, concurrency: int | None = None,
             key=scoped("debounce", debounce),
             period_ms=duration_ms(debounce.get("period"), "debounce.period"),
             timeout_ms=None if timeout is None else duration_ms(timeout, "debounce.timeout"))
+    singleton_rule = None
+    if singleton is not None:
+        mode = singleton.get("mode", "skip")
+        if mode not in ("skip", "cancel"):
+            raise ValidationError("singleton.mode", "must be skip or cancel", "invalid_choice")
+        singleton_rule = Singleton(key=scoped("singleton", singleton), mode=str(mode))
     return FlowSettings(
         concurrency=tuple(limits), throttle=gcra("throttle", "throttle", throttle),
         rate_limit=gcra("rate_limit", "rate", rate_limit), debounce=debounce_rule,
+        singleton=singleton_rule,
         priority=0 if priority is None else _int(priority, "priority", -MAX_PRIORITY,
                                                  MAX_PRIORITY))
 

@@ -134,8 +134,19 @@ class DebounceIn(BaseModel):
     _check_periods = field_validator("period", "timeout")(_period)
 
 
+class SingletonIn(BaseModel):
+    """At most one unfinished task per key (or per queue)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: _FlowKey | None = Field(None, description="One per key instead of one per queue.")
+    mode: Literal["skip", "cancel"] = Field(
+        "skip", description="skip: a new task while one is unfinished is recorded as "
+        "cancelled and never called; cancel: the unfinished one is cancelled instead.")
+
+
 _FLOW_FIELDS = {"concurrency", "concurrency_key", "concurrency_limit", "throttle", "rate_limit",
-                "priority", "debounce", "start_timeout", "finish_timeout"}
+                "priority", "debounce", "singleton", "start_timeout", "finish_timeout"}
 
 
 class TaskIn(BaseModel):
@@ -182,6 +193,8 @@ class TaskIn(BaseModel):
         None, description="Seconds of head start over other due tasks (negative delays).")
     debounce: DebounceIn | None = Field(
         None, description="Coalesce tasks: only the last one within the period runs.")
+    singleton: SingletonIn | None = Field(
+        None, description="At most one unfinished task of the queue (or key).")
     start_timeout: Annotated[float, Field(gt=0, le=MAX_DELAY.total_seconds(), strict=True)] \
         | None = Field(None, description="Seconds the task may wait to start (after its "
                        "delay); past it the run is cancelled with StartTimeoutError.")
@@ -305,7 +318,7 @@ class TaskIn(BaseModel):
             self.queue, concurrency=self.concurrency, concurrency_key=self.concurrency_key,
             concurrency_limit=self.concurrency_limit, throttle=dump(self.throttle),
             rate_limit=dump(self.rate_limit), priority=self.priority,
-            debounce=dump(self.debounce))
+            debounce=dump(self.debounce), singleton=dump(self.singleton))
 
 
 class TaskBatchIn(BaseModel):
@@ -323,10 +336,11 @@ class TaskAccepted(BaseModel):
     status: str
     created_at: datetime
     duplicate: bool = Field(description="True when an idempotency key matched an earlier run.")
-    outcome: Literal["created", "duplicate", "debounced", "rate_limited"] = Field(
+    outcome: Literal["created", "duplicate", "debounced", "rate_limited", "skipped"] = Field(
         "created", description="created; duplicate (idempotency key seen); debounced (merged "
         "into the pending run of its debounce, which now runs this task's spec); "
-        "rate_limited (dropped: recorded as a cancelled run, never called).")
+        "rate_limited (dropped: recorded as a cancelled run, never called); skipped (a "
+        "singleton of its key is unfinished: recorded as cancelled, never called).")
 
 
 class TaskBatchAccepted(BaseModel):
@@ -357,6 +371,8 @@ def _json(body: Any, status_code: int) -> Response:
 async def _queue_one(request: Request, task: TaskIn) -> Response:
     engine = request.app.state.engine
     result = await engine.store.apply(Change(runs=[task.new_run(now())]))
+    for replaced in result.cancelled:  # a singleton in cancel mode replaced it
+        engine.notify_finished(replaced)
     run, created = result.runs[0]
     body = _accepted(run, created, _outcomes(result)[0])
     accepted = body["outcome"] in ("created", "debounced")
@@ -367,6 +383,8 @@ async def _queue_many(request: Request, batch: TaskBatchIn) -> Response:
     engine = request.app.state.engine
     at = now()
     result = await engine.store.apply(Change(runs=[t.new_run(at) for t in batch.tasks]))
+    for replaced in result.cancelled:
+        engine.notify_finished(replaced)
     iso: dict[datetime, str] = {}  # a batch's runs mostly share one created_at
     data = []
     for (run, created), outcome in zip(result.runs, _outcomes(result), strict=True):
