@@ -65,7 +65,7 @@ def dev(**flags: Any) -> None:
     """Run a development engine: SQLite, loopback, no authentication."""
     settings = _settings("dev", **flags)
     click.echo(f"offload {__version__} dev server")
-    click.echo(f"  URL:       {settings.base_url}   (API docs: {settings.base_url}/docs)")
+    click.echo(f"  Dashboard: {settings.base_url}/   (API docs: {settings.base_url}/docs)")
     click.echo(f"  Database:  {_safe_db(settings.resolved_database_url())}")
     click.echo(f"  Inngest SDK apps: INNGEST_DEV={settings.base_url}")
     click.secho("  WARNING: running WITHOUT authentication, for local development only. "
