@@ -81,7 +81,7 @@ class PostgresStore(SqlStore):
         try:
             self._pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size,
                                         open=False, kwargs={
-                                            "autocommit": False,
+                                            "autocommit": True,
                                             "connect_timeout": int(_CONNECT_TIMEOUT_S)})
             await asyncio.to_thread(self._pool.open, True, 10.0)
             await asyncio.to_thread(self._migrate)
@@ -169,10 +169,14 @@ class PostgresStore(SqlStore):
         assert self._pool is not None
         try:
             with self._pool.connection(timeout=_CONNECT_TIMEOUT_S) as conn:
+                if not write:
+                    # Reads run in autocommit: no BEGIN/COMMIT round trips around them.
+                    with conn.cursor() as cur:
+                        return fn(_PgTx(cur))
                 with conn.transaction(), conn.cursor() as cur:
                     tx = _PgTx(cur)
                     value = fn(tx)
-                    if write and tx.notify:
+                    if tx.notify:
                         cur.execute(f"NOTIFY {CHANNEL}")
                 return value
         except psycopg.OperationalError as exc:
