@@ -105,3 +105,9 @@ async def store(store_url: str) -> AsyncIterator[object]:
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture
+def tag() -> str:
+    """A name unique to the test, for its target paths and its queue."""
+    return f"t{secrets.token_hex(5)}"

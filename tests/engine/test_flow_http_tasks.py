@@ -8,7 +8,6 @@ number of calls in flight per path, and the arrival time of each call.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from starlette.responses import Response
 
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
+from tests.support.tasks import submit
 
 
 @dataclass
@@ -76,18 +76,6 @@ def target() -> Iterator[CountingTarget]:
 def api(engines: list[EngineProcess]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=engines[0].url, timeout=30.0) as client:
         yield client
-
-
-@pytest.fixture
-def tag() -> str:
-    return f"t{secrets.token_hex(5)}"
-
-
-def submit(api: httpx.Client, expect: int = 202, **task: Any) -> dict[str, Any]:
-    response = api.post("/v1/tasks", json=task)
-    assert response.status_code == expect, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def submit_batch(api: httpx.Client, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ signatures are verifiable and fresh with a stable ``webhook-id`` (10).
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from offload.outbound.webhooks import generate_secret, verify
 from tests.support.engine import EngineProcess, free_port
 from tests.support.target import Received, Target
+from tests.support.tasks import submit
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -68,20 +68,7 @@ def api(engine: EngineProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def tag() -> str:
-    """A name unique to the test: its target paths and its queue."""
-    return f"t{secrets.token_hex(5)}"
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-
-def submit(api: httpx.Client, expect: int = 202, **task: Any) -> dict[str, Any]:
-    response = api.post("/v1/tasks", json=task)
-    assert response.status_code == expect, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def wait_done(api: httpx.Client, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
