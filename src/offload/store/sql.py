@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,8 +19,8 @@ import orjson
 
 from offload.clock import from_ms, now_ms, to_ms
 from offload.errors import LeaseLostError, StaleRunError
+from offload.ids import new_id
 from offload.models import (
-    TERMINAL_STATUSES,
     ApiKey,
     App,
     BulkJob,
@@ -527,8 +528,6 @@ class SqlStore(abc.ABC):
 
     def _insert_item(self, tx: Tx, item: NewItem, result: ChangeResult, *,
                      inherit: bool = True) -> None:
-        from offload.ids import new_id
-
         if inherit:
             admission.inherit_concurrency(tx, item)
         tx.execute(_ITEM_INSERT, _item_params(item, item.id or new_id()))
@@ -545,8 +544,6 @@ class SqlStore(abc.ABC):
             for run in runs:
                 result.runs.append(self._insert_run(tx, run, result))
             return
-        from offload.ids import new_id
-
         run_rows: list[tuple[Any, ...]] = []
         item_rows: list[tuple[Any, ...]] = []
         wake_before = now_ms() + WAKE_WITHIN_MS
@@ -851,8 +848,6 @@ class SqlStore(abc.ABC):
                 return run
             steps = tx.execute(f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? "
                                "ORDER BY position", (run_id,))
-            from dataclasses import replace
-
             return replace(run, steps=[row_step(s) for s in steps])
         return await self._read(fn)
 
@@ -1007,11 +1002,6 @@ def _percentile(sorted_values: list[int], pct: int) -> int | None:
         return None
     rank = max(1, -(-pct * len(sorted_values) // 100))
     return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def terminal(status: RunStatus) -> bool:
-    """True for statuses a run never leaves."""
-    return status in TERMINAL_STATUSES
 
 
 def chunks(values: Iterable[T], size: int) -> Iterable[list[T]]:
