@@ -26,6 +26,9 @@ def _engine_options(func: F) -> F:
                      help="Where the SQLite file and generated secrets live (default ./.offload)."),
         click.option("--database-url", default=None,
                      help="sqlite:///path or postgresql://… (env OFFLOAD_DATABASE_URL)."),
+        click.option("--node-id", default=None,
+                     help="This host's identity; a restart takes back its leases at once "
+                          "(env OFFLOAD_NODE_ID; default: generated in the data dir)."),
     ]
     for option in reversed(options):
         func = option(func)

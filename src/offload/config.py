@@ -61,6 +61,9 @@ class Settings:
     """Finished runs, their steps and events are pruned after this many days."""
     cron_catchup: int = 1
     """Missed cron ticks fired after downtime: the latest N (0 skips them all)."""
+    node_id: str | None = None
+    """This host's identity (``--node-id``); by default one generated once in the data dir.
+    A restarted engine takes back the leases of its previous process under the same id."""
     dashboard_password_hash: str | None = None
     session_secret: str | None = None
     log_level: str = "info"
@@ -102,7 +105,7 @@ _ENV_FIELDS: dict[str, str] = {
     "MAX_RESPONSE_BYTES": "max_response_bytes", "CALL_TIMEOUT_S": "call_timeout_s",
     "LEASE_S": "lease_s", "RESCUE_EVERY_S": "rescue_every_s",
     "MAX_LEASE_EXPIRIES": "max_lease_expiries", "MAX_INFLIGHT": "max_inflight",
-    "RETENTION_DAYS": "retention_days", "CRON_CATCHUP": "cron_catchup",
+    "RETENTION_DAYS": "retention_days", "CRON_CATCHUP": "cron_catchup", "NODE_ID": "node_id",
     "DASHBOARD_PASSWORD_HASH": "dashboard_password_hash", "SESSION_SECRET": "session_secret",
     "LOG_LEVEL": "log_level", "LOG_PAYLOADS": "log_payloads",
 }
@@ -163,6 +166,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("max_body_bytes must be at least 1024")
     if settings.lease_s <= 1:
         raise ConfigError("lease_s must be more than 1 second")
+    if settings.node_id is not None:
+        from offload.engine.identity import validate_node_id
+
+        validate_node_id(settings.node_id)
     for key in settings.signing_keys():
         from offload.protocol.signing import validate_signing_key
 

@@ -8,7 +8,9 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from offload.clock import now
 from offload.config import Settings, ensure_webhook_secret
+from offload.engine.identity import NodeIdentity
 from offload.models import ItemKind, QueueItem
 from offload.store import Store, open_store
 from offload.store.base import Change, Fence
@@ -41,6 +43,8 @@ class Engine:
         self.cron: CronService | None = None
         self.functions: FunctionCatalog | None = None
         """The synced functions, cached briefly (set with the executor)."""
+        self.identity = NodeIdentity(self.settings.data_dir, self.settings.node_id)
+        """The node slot whose leases this process owns (taken back at start)."""
 
     async def start(self, *, run_scheduler: bool = True) -> None:
         """Open the store and start claiming work."""
@@ -51,6 +55,8 @@ class Engine:
 
         await self.store.open()
         s = self.settings
+        if run_scheduler:
+            self.identity.acquire()
         policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
                                allow_list=s.outbound_allow)
         self.client = build_client(policy=policy, timeout_s=s.call_timeout_s)
@@ -69,7 +75,7 @@ class Engine:
              ItemKind.BULK: self.bulk.process, ItemKind.RUN_TIMEOUT: self._timeout_item},
             max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
             rescue_every=timedelta(seconds=s.rescue_every_s),
-            max_expiries=s.max_lease_expiries)
+            max_expiries=s.max_lease_expiries, owner=self.identity.owner())
         from offload.engine.maintenance import Maintenance
 
         self.maintenance = Maintenance(self.store,
@@ -77,12 +83,26 @@ class Engine:
         self._services.append(self.maintenance)
         self._build_extensions()
         if run_scheduler:
+            await self._take_back_leases()
             await self.scheduler.start()
             for service in self._services:
                 start = getattr(service, "start", None)
                 if start is not None:
                     await start()
         self.started = True
+
+    async def _take_back_leases(self) -> None:
+        """Leases held under this node identity belong to a dead process: retry now."""
+        prefix = self.identity.prefix
+        if prefix is None:
+            return
+        at = now()
+        taken = await self.store.lease_expire_owned(owner_prefix=prefix, now=at)
+        if taken:
+            await self.store.lease_rescue_expired(now=at,
+                                                  max_expiries=self.settings.max_lease_expiries)
+            log.warning("leases of the previous process taken back",
+                        extra={"items": taken, "node": prefix.rstrip("/")})
 
     def _build_extensions(self) -> None:
         """Durable functions: the executor, event triggers and cron."""
@@ -102,6 +122,7 @@ class Engine:
         if self.client is not None:
             await self.client.aclose()
         await self.store.close()
+        self.identity.release()
         self.started = False
 
     # -- dispatch ------------------------------------------------------------------------

@@ -46,10 +46,11 @@ class Scheduler:
         rescue_every: timedelta = timedelta(seconds=5),
         max_expiries: int = 5,
         batch: int = 64,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
-        self.owner = f"engine-{new_id()}"
+        self.owner = owner or f"engine-{new_id()}"
         self.max_inflight = max_inflight
         self.lease = lease
         self.rescue_every = rescue_every

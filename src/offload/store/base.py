@@ -386,6 +386,13 @@ class Store(Protocol):
     async def lease_release(self, *, owner: str) -> int:
         """Hand back every lease ``owner`` holds (graceful shutdown); the number released."""
 
+    async def lease_expire_owned(self, *, owner_prefix: str, now: datetime) -> int:
+        """Expire at ``now`` every lease whose owner starts with ``owner_prefix``.
+
+        An engine restarting under its node identity takes back the leases its previous
+        process held (that process is dead), so the next rescue makes them due at once.
+        """
+
     async def lease_rescue_expired(
         self, *, now: datetime, max_expiries: int
     ) -> list[Rescued]:

@@ -743,6 +743,15 @@ class SqlStore(abc.ABC):
             return released
         return await self._write(fn)
 
+    async def lease_expire_owned(self, *, owner_prefix: str, now: datetime) -> int:
+        """Expire at ``now`` every lease whose owner starts with ``owner_prefix``."""
+        def fn(tx: Tx) -> int:
+            tx.execute("UPDATE queue_items SET lease_expires_at = ? WHERE lease_owner IS NOT "
+                       "NULL AND substr(lease_owner, 1, ?) = ? AND lease_expires_at >= ?",
+                       (to_ms(now) - 1, len(owner_prefix), owner_prefix, to_ms(now)))
+            return tx.rowcount
+        return await self._write(fn)
+
     async def lease_rescue_expired(self, *, now: datetime, max_expiries: int) -> list[Rescued]:
         """Make items with expired leases due again; fail runs past ``max_expiries``."""
         def fn(tx: Tx) -> list[Rescued]:
