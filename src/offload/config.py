@@ -41,6 +41,9 @@ class Settings:
     """The previous signing key, accepted during key rotation."""
     webhook_secret: str | None = None
     """Standard Webhooks secret (``whsec_…``) for HTTP-task calls and callbacks."""
+    secrets_key: str | None = None
+    """Key (32 bytes, base64 or hex) encrypting stored secrets; ``dev`` keeps one in the
+    data dir. ``serve`` refuses to start without it once secrets are stored."""
     outbound_allow: tuple[str, ...] = ()
     """CIDRs or host names outbound calls may reach although private."""
     allow_private: bool = False
@@ -100,7 +103,8 @@ _ENV_FIELDS: dict[str, str] = {
     "HOST": "host", "PORT": "port", "DATA_DIR": "data_dir", "DATABASE_URL": "database_url",
     "INSECURE": "insecure", "API_KEYS": "api_keys", "EVENT_KEYS": "event_keys",
     "SIGNING_KEY": "signing_key", "SIGNING_KEY_FALLBACK": "signing_key_fallback",
-    "WEBHOOK_SECRET": "webhook_secret", "OUTBOUND_ALLOW": "outbound_allow",
+    "WEBHOOK_SECRET": "webhook_secret", "SECRETS_KEY": "secrets_key",
+    "OUTBOUND_ALLOW": "outbound_allow",
     "ALLOW_PRIVATE": "allow_private", "MAX_BODY_BYTES": "max_body_bytes",
     "MAX_RESPONSE_BYTES": "max_response_bytes", "CALL_TIMEOUT_S": "call_timeout_s",
     "LEASE_S": "lease_s", "RESCUE_EVERY_S": "rescue_every_s",
@@ -110,6 +114,7 @@ _ENV_FIELDS: dict[str, str] = {
     "LOG_LEVEL": "log_level", "LOG_PAYLOADS": "log_payloads",
 }
 _SECRETS = {"API_KEYS", "EVENT_KEYS", "SIGNING_KEY", "SIGNING_KEY_FALLBACK", "WEBHOOK_SECRET",
+            "SECRETS_KEY",
             "DASHBOARD_PASSWORD_HASH", "SESSION_SECRET", "DATABASE_URL"}
 
 
