@@ -264,7 +264,7 @@ def test_memo_shapes() -> None:
     assert memo_output(None) == {"data": None}
     assert memo_output({"data": 1}) == {"data": {"data": 1}}
     assert memo_error({"name": "E", "message": "m", "stack": None, "code": "x"}) == {
-        "error": {"name": "E", "message": "m"}
+        "error": {"name": "E", "message": "m", "code": "x"}
     }
     assert memo_error({"error": "boom"}) == {"error": {"name": "Error", "message": "boom"}}
     assert memo_error(INVOKE_TIMEOUT_ERROR)["error"]["name"] == "InngestInvokeTimeoutError"

@@ -114,7 +114,7 @@ def test_step_error_and_failed() -> None:
     assert op.error is not None
     assert op.error["name"] == "ValueError" and op.error["message"] == "transient"
     assert "Traceback" in op.error["stack"]
-    assert set(op.error) == {"name", "message", "stack"}
+    assert set(op.error) == {"name", "message", "stack", "code"}
     [failed] = parse("sdk_py_step_failed").ops
     assert failed.op is Opcode.StepFailed and failed.error is not None
 
@@ -158,11 +158,7 @@ def test_js_non_retriable_is_400_with_header() -> None:
     }
     res = parse_sdk_response(400, {**SDK, "X-Inngest-No-Retry": "true"}, json.dumps(body).encode())
     assert res.kind == "error" and res.no_retry
-    assert res.output == {
-        "name": "NonRetriableError",
-        "message": "bad input",
-        "stack": "Error: bad\n at x",
-    }
+    assert res.output == body  # kept whole, the JS marker included
 
 
 def test_js_step_not_found_error_body() -> None:
@@ -331,7 +327,13 @@ def test_parse_retry_after(value: str | None, expected: object) -> None:
     [
         (
             {"name": "TypeError", "message": "m", "stack": "s", "code": "unknown"},
-            {"name": "TypeError", "message": "m", "stack": "s"},
+            {"name": "TypeError", "message": "m", "stack": "s", "code": "unknown"},
+        ),
+        (
+            {"name": "E", "message": "m", "code": "x", "data": {"k": 1},
+             "cause": {"name": "C", "message": "root", "cause": "text"}},
+            {"name": "E", "message": "m", "stack": None, "code": "x", "data": {"k": 1},
+             "cause": {"name": "C", "message": "root", "stack": None, "cause": "text"}},
         ),
         (
             {"error": "invalid status code: 500"},

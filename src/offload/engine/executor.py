@@ -408,6 +408,13 @@ class Executor:
             known = steps.get(op.id)
             if known is not None and known.status in _DONE:
                 continue  # recorded once; a repeat report changes nothing
+            if known is not None and known.kind is not StepKind.RUN:
+                # A sleep, wait or invoke reported again while it is still pending (a
+                # parallel group re-discovered after its quick siblings ended): progress
+                # in flight, not a stall.
+                sleeping = sleeping or known.status is StepStatus.SLEEPING
+                waiting = waiting or known.status is StepStatus.WAITING
+                continue
             name = op.step_name
             if op.op in (Opcode.StepRun, Opcode.Step):
                 change.steps.append(StepWrite(

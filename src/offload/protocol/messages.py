@@ -400,16 +400,23 @@ def memo_output(data: Any) -> dict[str, Any]:
 
 
 def memo_error(error: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``steps`` entry for a step that failed for good: ``{"error": {name, message, stack?}}``.
+    """The ``steps`` entry for a step that failed for good: ``{"error": <the error>}``.
 
-    ``name`` and ``message`` are always strings (otherwise Python would read the
-    whole object as step *data*); ``stack`` is left out when unknown.
+    The error the SDK sent is passed back whole (``code``, ``cause`` and any other
+    field), so the SDK rebuilds the same error at that line. ``name`` and ``message``
+    are always strings (otherwise Python would read the whole object as step
+    *data*); a ``null`` ``stack`` is left out, at every level of ``cause``, because
+    the JS SDK's error schema rejects it and would drop the whole error.
     """
-    norm = normalize_error(error)
-    out: dict[str, Any] = {"name": norm["name"], "message": norm["message"]}
-    if norm["stack"] is not None:
-        out["stack"] = norm["stack"]
-    return {"error": out}
+    return {"error": _without_null_stacks(normalize_error(error))}
+
+
+def _without_null_stacks(error: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in error.items() if not (k == "stack" and v is None)}
+    cause = out.get("cause")
+    if isinstance(cause, dict) and "name" in cause and "message" in cause:
+        out["cause"] = _without_null_stacks(cause)
+    return out
 
 
 # ---------------------------------------------------------------------------

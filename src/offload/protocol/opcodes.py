@@ -111,33 +111,42 @@ class SdkResponse:
     raw: Any = field(default=None, compare=False, repr=False)
 
 
-def normalize_error(obj: Any) -> dict[str, Any]:
-    """Turn any error body into ``{"name", "message", "stack"}`` (stack may be ``None``).
+def normalize_error(obj: Any, *, _depth: int = 0) -> dict[str, Any]:
+    """The error object an SDK sent, whole, with ``name``, ``message`` and ``stack`` set.
 
-    Accepts the Python SDK shape (``name, message, stack, code``), the JS
-    serialised-error shape (``name, message, stack, __serialized``), the Go-style
-    ``{"error": "..."}``, a nested ``{"error": {...}}``, strings and anything else.
+    Every field the SDK sent is kept as it was (``code``, ``__serialized``, ``data``,
+    a nested ``cause``, ...); only the three documented ones are made sure of:
+    ``name`` and ``message`` are non-empty strings, ``stack`` a string or ``None``.
+    A ``cause`` that looks like an error is normalised the same way (up to a depth of
+    ten). Accepts the Python SDK shape (``name, message, stack, code``), the JS
+    serialised-error shape, the Go-style ``{"error": "..."}``, a nested ``{"error":
+    {...}}``, strings and anything else.
     """
     if isinstance(obj, Mapping):
         inner = obj.get("error")
         if isinstance(inner, Mapping) and "message" not in obj:
-            return normalize_error(inner)
+            return normalize_error(inner, _depth=_depth)
         name = obj.get("name")
         message = obj.get("message")
         if not isinstance(message, str) or not message:
             alt = obj.get("error")
             if isinstance(alt, str) and alt:
                 message = alt
+                obj = {k: v for k, v in obj.items() if k != "error"}
             elif message is None or message == "":
                 message = _short_json(obj) if obj else "unknown error"
             else:
                 message = _short_json(message)
         stack = obj.get("stack")
-        return {
-            "name": name if isinstance(name, str) and name else "Error",
-            "message": message,
-            "stack": stack if isinstance(stack, str) and stack else None,
-        }
+        out = {str(k): v for k, v in obj.items()}
+        out["name"] = name if isinstance(name, str) and name else "Error"
+        out["message"] = message
+        out["stack"] = stack if isinstance(stack, str) and stack else None
+        cause = out.get("cause")
+        if isinstance(cause, Mapping) and _depth < 10 and (
+                "message" in cause or "name" in cause):
+            out["cause"] = normalize_error(cause, _depth=_depth + 1)
+        return out
     if isinstance(obj, str):
         return {"name": "Error", "message": obj or "unknown error", "stack": None}
     if obj is None:
