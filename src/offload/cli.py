@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from offload import __version__
+from offload import __version__, cli_ops
 from offload.config import Settings, from_env
 from offload.errors import ConfigError, OffloadError
 
@@ -56,7 +56,22 @@ def _serve(settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
-@click.group()
+class _Main(click.Group):
+    """The ``offload`` group: problems reaching the engine become one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from offload.cli_ops import friendly_error
+
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it has a friendly line
+            message = friendly_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Main)
 @click.version_option(__version__, prog_name="offload")
 def main() -> None:
     """offload: durable background jobs and workflows, self-hosted."""
@@ -203,20 +218,8 @@ def _client() -> Any:
     return Client(url, api_key=os.environ.get("OFFLOAD_API_KEY"))
 
 
-@main.command()
-@click.option("--status", default=None, help="Filter by status, e.g. failed.")
-@click.option("--function", "function_id", default=None)
-@click.option("--limit", type=int, default=20)
-def runs(status: str | None, function_id: str | None, limit: int) -> None:
-    """List recent runs (OFFLOAD_URL, OFFLOAD_API_KEY)."""
-    with _client() as client:
-        try:
-            page = client.list_runs(status=status, function_id=function_id, limit=limit)
-        except OffloadError as exc:
-            raise click.ClickException(str(exc)) from None
-    for run in page["data"]:
-        error = (run.get("error") or {}).get("message") or ""
-        click.echo(f"{run['id']}  {run['status']:<9}  {run['function_id']:<30}  {error[:60]}")
+for _group in (cli_ops.tasks, cli_ops.events, cli_ops.runs, cli_ops.apps):
+    main.add_command(_group)
 
 
 def _filter_options(func: F) -> F:

@@ -233,3 +233,17 @@ class BulkJob:
     def running(self) -> bool:
         """True until every page is done or the job was stopped."""
         return self.status == "running"
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """An engine process as it announced itself, with its last heartbeat."""
+
+    id: str
+    """The scheduler's lease owner name."""
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    leases: int = 0
+    """Queue items this process holds a lease on (filled in by the store's list)."""

@@ -13,12 +13,14 @@ from offload.api.auth import Authenticator
 from offload.api.limits import BodyLimit
 from offload.api.v1 import apps, bulk, events, functions, runs, tasks
 from offload.config import Settings
+from offload.dashboard import pages as dashboard_pages
 from offload.dashboard import routes as dashboard
 from offload.engine import Engine
 
 # Order matters where paths overlap: /v1/runs/bulk before /v1/runs/{id}.
 _ROUTERS = (health.router, sdk.router, tasks.router, bulk.router, runs.router, events.router,
-            apps.router, functions.router, metrics.router, dashboard.router)
+            apps.router, functions.router, metrics.router, dashboard_pages.router,
+            dashboard.router)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None,
@@ -35,6 +37,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
             await engine.stop()
 
     app = FastAPI(title="offload", version=__version__, lifespan=lifespan,
+                  docs_url=None,  # served from vendored files: dashboard/apidocs.py
                   description="Durable background jobs and workflows: HTTP tasks, durable "
                               "functions over the Inngest SDK protocol, runs, events.")
     app.state.engine = engine

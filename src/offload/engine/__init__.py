@@ -81,6 +81,9 @@ class Engine:
         self.maintenance = Maintenance(self.store,
                                        retention=timedelta(days=s.retention_days))
         self._services.append(self.maintenance)
+        from offload.engine.heartbeat import Heartbeat
+
+        self._services.append(Heartbeat(self.store, self.scheduler.owner))
         self._build_extensions()
         if run_scheduler:
             await self._take_back_leases()

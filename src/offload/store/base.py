@@ -19,6 +19,7 @@ from offload.models import (
     ApiKey,
     App,
     BulkJob,
+    EngineInfo,
     Event,
     Function,
     ItemKind,
@@ -435,6 +436,20 @@ class Store(Protocol):
     async def wait_list(self, *, event_name: str | None = None,
                         correlation_id: str | None = None) -> list[Wait]:
         """Waits for an event name, or for an invoked run's correlation id."""
+
+    # -- engine processes (heartbeats) ---------------------------------------------------
+
+    async def engine_heartbeat(self, *, engine: EngineInfo) -> None:
+        """Insert this engine's row, or move its heartbeat forward."""
+
+    async def engine_delete(self, *, engine_id: str) -> None:
+        """Forget an engine (it stopped cleanly)."""
+
+    async def engine_prune(self, *, heartbeat_before: datetime) -> int:
+        """Forget engines silent since before ``heartbeat_before``; how many."""
+
+    async def engine_list(self) -> list[EngineInfo]:
+        """Known engines, most recent heartbeat first, with the leases each holds."""
 
     # -- statistics for the dashboard and /metrics (read-only) ---------------------------
 

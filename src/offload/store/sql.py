@@ -52,6 +52,7 @@ from offload.store.base import (
     RunPatch,
     StepWrite,
 )
+from offload.store.engines import EngineQueries
 
 T = TypeVar("T")
 
@@ -270,7 +271,7 @@ def _stored_run(run: NewRun) -> Run:
     )
 
 
-class SqlStore(abc.ABC):
+class SqlStore(EngineQueries, abc.ABC):
     """Every query of the Store; subclasses supply transactions and dialect SQL."""
 
     url: str

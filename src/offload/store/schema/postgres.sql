@@ -41,6 +41,14 @@ CREATE TABLE cron_ticks (
     tick_at bigint NOT NULL,
     run_id text NOT NULL
 );
+CREATE TABLE engines (
+    id text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    version text NOT NULL,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL
+);
 CREATE TABLE events (
     id text NOT NULL,
     name text NOT NULL,
@@ -132,7 +140,8 @@ CREATE TABLE runs (
     started_at bigint,
     ended_at bigint,
     updated_at bigint NOT NULL,
-    concurrency text
+    concurrency text,
+    name text
 );
 CREATE TABLE steps (
     run_id text NOT NULL,
@@ -165,6 +174,7 @@ ALTER TABLE api_keys ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 ALTER TABLE apps ADD CONSTRAINT apps_pkey PRIMARY KEY (id);
 ALTER TABLE bulk_jobs ADD CONSTRAINT bulk_jobs_pkey PRIMARY KEY (id);
 ALTER TABLE cron_ticks ADD CONSTRAINT cron_ticks_pkey PRIMARY KEY (function_id, tick_at);
+ALTER TABLE engines ADD CONSTRAINT engines_pkey PRIMARY KEY (id);
 ALTER TABLE events ADD CONSTRAINT events_external_id_key UNIQUE (external_id);
 ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (id);
 ALTER TABLE flow_batches ADD CONSTRAINT flow_batches_pkey PRIMARY KEY (key);
@@ -186,6 +196,7 @@ CREATE UNIQUE INDEX api_keys_pkey ON api_keys USING btree (id);
 CREATE UNIQUE INDEX apps_pkey ON apps USING btree (id);
 CREATE UNIQUE INDEX bulk_jobs_pkey ON bulk_jobs USING btree (id);
 CREATE UNIQUE INDEX cron_ticks_pkey ON cron_ticks USING btree (function_id, tick_at);
+CREATE UNIQUE INDEX engines_pkey ON engines USING btree (id);
 CREATE UNIQUE INDEX events_external_id_key ON events USING btree (external_id);
 CREATE INDEX events_name ON events USING btree (name, id);
 CREATE UNIQUE INDEX events_pkey ON events USING btree (id);
@@ -213,8 +224,10 @@ CREATE INDEX runs_created ON runs USING btree (created_at);
 CREATE INDEX runs_ended ON runs USING btree (ended_at) WHERE (ended_at IS NOT NULL);
 CREATE INDEX runs_function ON runs USING btree (function_id, id);
 CREATE INDEX runs_function_status ON runs USING btree (function_id, status);
+CREATE INDEX runs_name ON runs USING btree (name, id) WHERE (name IS NOT NULL);
 CREATE UNIQUE INDEX runs_pkey ON runs USING btree (id);
 CREATE INDEX runs_queue ON runs USING btree (queue, id);
+CREATE INDEX runs_replay_of ON runs USING btree (replay_of) WHERE (replay_of IS NOT NULL);
 CREATE INDEX runs_status ON runs USING btree (status, id);
 CREATE UNIQUE INDEX steps_pkey ON steps USING btree (run_id, id);
 CREATE INDEX waits_correlation ON waits USING btree (correlation_id);

@@ -5,6 +5,7 @@ CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT N
 CREATE TABLE apps (id TEXT PRIMARY KEY, url TEXT NOT NULL, sdk TEXT, framework TEXT, app_version TEXT, checksum TEXT, sync_error TEXT, synced_at INTEGER, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE bulk_jobs (id TEXT PRIMARY KEY, action TEXT NOT NULL, filter TEXT NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER);
 CREATE TABLE cron_ticks (function_id TEXT NOT NULL, tick_at INTEGER NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (function_id, tick_at));
+CREATE TABLE engines (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);
 CREATE TABLE events (id TEXT PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL, user_data TEXT, ts INTEGER NOT NULL, external_id TEXT UNIQUE, received_at INTEGER NOT NULL);
 CREATE INDEX events_name ON events (name, id);
 CREATE TABLE flow_batches (key TEXT PRIMARY KEY, run_id TEXT NOT NULL, item_id TEXT NOT NULL, size INTEGER NOT NULL, first_at INTEGER NOT NULL);
@@ -27,18 +28,21 @@ CREATE INDEX queue_items_ready ON queue_items (due_at) WHERE lease_owner IS NULL
 CREATE INDEX queue_items_run ON queue_items (run_id);
 CREATE TABLE run_events (event_id TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (event_id, run_id));
 CREATE INDEX run_events_run ON run_events (run_id);
-CREATE TABLE runs (id TEXT PRIMARY KEY, app_id TEXT, function_id TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, event_ids TEXT NOT NULL DEFAULT '[]', input TEXT, output TEXT, error TEXT, queue TEXT, correlation_id TEXT, replay_of TEXT, idempotency_key TEXT, state TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER, updated_at INTEGER NOT NULL , concurrency TEXT);
+CREATE TABLE runs (id TEXT PRIMARY KEY, app_id TEXT, function_id TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, event_ids TEXT NOT NULL DEFAULT '[]', input TEXT, output TEXT, error TEXT, queue TEXT, correlation_id TEXT, replay_of TEXT, idempotency_key TEXT, state TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER, updated_at INTEGER NOT NULL , concurrency TEXT, name TEXT);
 CREATE INDEX runs_created ON runs (created_at);
 CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
 CREATE INDEX runs_function ON runs (function_id, id);
 CREATE INDEX runs_function_status ON runs (function_id, status);
+CREATE INDEX runs_name ON runs (name, id) WHERE name IS NOT NULL;
 CREATE INDEX runs_queue ON runs (queue, id);
+CREATE INDEX runs_replay_of ON runs (replay_of) WHERE replay_of IS NOT NULL;
 CREATE INDEX runs_status ON runs (status, id);
 -- index sqlite_autoindex_api_keys_1 (automatic)
 -- index sqlite_autoindex_api_keys_2 (automatic)
 -- index sqlite_autoindex_apps_1 (automatic)
 -- index sqlite_autoindex_bulk_jobs_1 (automatic)
 -- index sqlite_autoindex_cron_ticks_1 (automatic)
+-- index sqlite_autoindex_engines_1 (automatic)
 -- index sqlite_autoindex_events_1 (automatic)
 -- index sqlite_autoindex_events_2 (automatic)
 -- index sqlite_autoindex_flow_batches_1 (automatic)
