@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from offload import __version__
 from offload.api import health, metrics, problems, sdk
 from offload.api.auth import Authenticator
+from offload.api.identifiers import reject_control_characters
 from offload.api.limits import BodyLimit
 from offload.api.v1 import apps, bulk, events, functions, runs, tasks
 from offload.config import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
             await engine.stop()
 
     app = FastAPI(title="offload", version=__version__, lifespan=lifespan,
+                  dependencies=[Depends(reject_control_characters)],
                   docs_url=None,  # served from vendored files: dashboard/apidocs.py
                   description="Durable background jobs and workflows: HTTP tasks, durable "
                               "functions over the Inngest SDK protocol, runs, events.")

@@ -119,7 +119,10 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return problem(404, "not_found", str(exc))
+    field = getattr(exc, "field", None)  # a path parameter no stored thing can match
+    errors = [{"field": field, "code": "invalid_character", "message": str(exc)}] \
+        if isinstance(field, str) else None
+    return problem(404, "not_found", str(exc), errors)
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:

@@ -21,6 +21,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
+from offload.api.identifiers import check_identifier
 from offload.clock import now, now_ms
 from offload.engine import flow
 from offload.engine.executor import memos_and_stack, server_kind
@@ -141,6 +142,7 @@ def parse_events(body: Any) -> list[NewEvent]:
             raise ValidationError(f"{path}.name", "is required", "required")
         if len(name) > 256:
             raise ValidationError(f"{path}.name", "is longer than 256 characters", "too_long")
+        check_identifier(f"{path}.name", name)
         data = raw.get("data")
         if data is None:
             data = {}
@@ -149,6 +151,7 @@ def parse_events(body: Any) -> list[NewEvent]:
         external = raw.get("id")
         if external is not None and not isinstance(external, str):
             raise ValidationError(f"{path}.id", "must be a string", "invalid_type")
+        check_identifier(f"{path}.id", external)
         ts = raw.get("ts")
         if ts is None or ts == 0:
             ts = now_ms()

@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.routing import APIRoute
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +29,7 @@ from pydantic import (
 from starlette.responses import Response
 
 from offload.api.auth import require
+from offload.api.identifiers import no_control
 from offload.api.problems import problem_responses
 from offload.clock import now
 from offload.engine import flow
@@ -90,7 +92,7 @@ def _period(value: Any, info: ValidationInfo) -> Any:
 _Period = Annotated[StrictStr | StrictInt | StrictFloat, Field(
     description='A time string ("500ms", "30s", "1m30s", "2h", "1d") or seconds; at most 7 '
                 "days.", examples=["1m"])]
-_FlowKey = Annotated[StrictStr, Field(min_length=1, max_length=255)]
+_FlowKey = Annotated[StrictStr, Field(min_length=1, max_length=255), AfterValidator(no_control)]
 
 
 class ThrottleIn(BaseModel):
@@ -243,9 +245,7 @@ class TaskIn(BaseModel):
     @field_validator("idempotency_key")
     @classmethod
     def _key_text(cls, value: str | None) -> str | None:
-        if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-            raise ValueError("must not contain control characters")
-        return value
+        return None if value is None else no_control(value)
 
     @field_validator("concurrency_limit")
     @classmethod
