@@ -82,9 +82,11 @@ def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
         pytest.skip(f"SKIPPING — {message}")
     port = free_port()
     log = tmp_path / "next.log"
+    secret = (engine.data_dir / "webhook_secret").read_text().strip()  # dev made it
     proc = _start([str(app_dir / "node_modules" / ".bin" / "next"), "dev", "-p", str(port),
                    "-H", "127.0.0.1"], app_dir,
-                  {"INNGEST_DEV": engine.url, "NEXT_TELEMETRY_DISABLED": "1"}, log)
+                  {"INNGEST_DEV": engine.url, "NEXT_TELEMETRY_DISABLED": "1",
+                   "OFFLOAD_URL": engine.url, "OFFLOAD_WEBHOOK_SECRET": secret}, log)
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/inngest", proc, log)
         r = httpx.post(f"{engine.url}/v1/apps",
@@ -99,8 +101,40 @@ def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
         assert run["output"] == {"orderId": "A1", "charge": {"id": "ch_A1", "total": 13},
                                  "shipment": {"tracking": "TRK-A1"}}
         assert [s["kind"] for s in run["steps"]] == ["run", "run", "sleep", "run"]
+        _nextjs_task_with_callback(engine, f"http://127.0.0.1:{port}")
     finally:
         _stop(proc)
+
+
+def _nextjs_task_with_callback(engine: EngineProcess, app: str) -> None:
+    """@offload/client in the example: a route creates an HTTP task with a callback; offload
+    calls the target route and posts the signed outcome to the callback route, which
+    verifies it (verifyWebhook) and records it."""
+    r = httpx.post(f"{app}/api/reports", json={"month": "2030-01"}, timeout=60)
+    assert r.status_code == 202, r.text
+    run_id = r.json()["run_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = httpx.get(f"{app}/api/reports/done", params={"run_id": run_id}, timeout=60)
+        if got.status_code == 200:
+            break
+        time.sleep(0.2)
+    assert got.status_code == 200, got.text
+    assert got.json() == {"delivery": f"msg_{run_id}_callback", "status": "completed",
+                          "report": {"month": "2030-01", "rows": 3, "total": 4200}}
+    run = httpx.get(f"{engine.url}/v1/runs/{run_id}").json()
+    assert run["status"] == "completed", run
+    assert {s["kind"]: s["status"] for s in run["steps"]}.get("callback") == "completed", run
+    # The same month again: the idempotency key answers the first run.
+    again = httpx.post(f"{app}/api/reports", json={"month": "2030-01"}, timeout=60).json()
+    assert again == {"run_id": run_id, "duplicate": True}
+    # A forged callback (no or a wrong signature) is refused by the route.
+    body = {"run_id": "01FORGED", "status": "completed", "response": None}
+    forged = httpx.post(f"{app}/api/reports/done", json=body, headers={
+        "webhook-id": "msg_x", "webhook-timestamp": str(int(time.time())),
+        "webhook-signature": "v1,AAAA"}, timeout=60)
+    assert forged.status_code == 401, forged.text
+    assert httpx.post(f"{app}/api/reports/done", json=body, timeout=60).status_code == 401
 
 
 def test_fastapi_example(engine: EngineProcess, tmp_path: Path) -> None:
