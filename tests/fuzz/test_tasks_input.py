@@ -384,7 +384,7 @@ def test_bad_run_list_query_names_the_parameter(client: TestClient, params: dict
 @pytest.mark.parametrize("cursor", ["", "zzzz", "' OR 1=1 --", "\x00", "0" * 64])
 def test_tampered_cursor_never_errors(client: TestClient, cursor: str) -> None:
     response = client.get("/v1/runs", params={"cursor": cursor})
-    assert response.status_code in (200, 422), response.text
+    assert response.status_code in (200, 400, 422), response.text
 
 
 @pytest.mark.parametrize("name", ["q", "queue", "function_id", "event_id", "cursor"])

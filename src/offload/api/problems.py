@@ -103,8 +103,11 @@ async def _validation(request: Request, exc: Exception) -> Response:
 
 async def _offload_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ValidationError)
-    return problem(422, "invalid_request", "The request is invalid",
-                   [{"field": exc.field, "code": exc.code, "message": exc.message}])
+    errors = [{"field": exc.field, "code": exc.code, "message": exc.message}]
+    if exc.code == "invalid_cursor":  # a token we did not issue: malformed, not merely invalid
+        return problem(400, "invalid_cursor", "The cursor was not issued for this list",
+                       errors)
+    return problem(422, "invalid_request", "The request is invalid", errors)
 
 
 async def _http(request: Request, exc: Exception) -> Response:

@@ -9,7 +9,9 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import JSONResponse
 
+from offload.api import cursors
 from offload.api.auth import require
+from offload.api.problems import problem_responses
 from offload.api.sdk import parse_events, store_events
 from offload.api.shapes import event_json, run_json
 from offload.errors import NotFoundError, ValidationError
@@ -35,7 +37,8 @@ async def send(request: Request) -> JSONResponse:
     return JSONResponse({"ids": ids}, status_code=202)
 
 
-@router.get("", dependencies=[Depends(require("admin"))])
+@router.get("", dependencies=[Depends(require("admin"))],
+            responses=problem_responses(400, 422))
 async def list_events(
     request: Request,
     name: Annotated[str | None, Query(max_length=256)] = None,
@@ -50,8 +53,10 @@ async def list_events(
             raise ValidationError(f"query.{label}", "needs a time zone offset",
                                   "naive_datetime")
     page = await request.app.state.engine.store.event_list(
-        name=name, after=after, before=before, cursor=cursor, limit=limit)
-    return {"data": [event_json(e) for e in page.data], "next_cursor": page.next_cursor}
+        name=name, after=after, before=before, cursor=cursors.decode("events", cursor),
+        limit=limit)
+    return {"data": [event_json(e) for e in page.data],
+            "next_cursor": cursors.encode("events", page.next_cursor)}
 
 
 @router.get("/{event_id}", dependencies=[Depends(require("admin"))])

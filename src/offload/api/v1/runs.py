@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from offload.api import cursors
 from offload.api.auth import require
 from offload.api.problems import problem_responses
 from offload.api.shapes import run_json
@@ -74,9 +75,10 @@ async def list_runs(
     page = await request.app.state.engine.store.run_list(
         filter=RunFilter(statuses=parse_statuses(status), function_id=function_id, queue=queue,
                          event_id=event_id, created_after=after, created_before=before,
-                         search=q),
-        cursor=cursor, limit=limit)
-    return {"data": [run_json(r) for r in page.data], "next_cursor": page.next_cursor}
+                         search=q, correlation_id=correlation_id, name=name),
+        cursor=cursors.decode("runs", cursor), limit=limit)
+    return {"data": [run_json(r) for r in page.data],
+            "next_cursor": cursors.encode("runs", page.next_cursor)}
 
 
 async def get_run_or_404(request: Request, run_id: str, *, with_steps: bool = True) -> Run:
