@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from offload import __version__, cli_ops
+from offload import __version__, cli_admin, cli_ops
 from offload.config import Settings, from_env
 from offload.errors import ConfigError, OffloadError
 
@@ -173,7 +173,12 @@ def keys_create(scope: str, name: str, **flags: Any) -> None:
     key = ApiKey(id=new_id(), name=name or scope, scope=scope, created_at=now())
 
     async def insert(store: Any) -> None:
+        from offload.engine.audit import cli_actor, record_audit
+
         await store.api_key_insert(key=key, key_hash=api_keys.hash_key(secret))
+        await record_audit(store, actor=cli_actor(), action="key.create",
+                           target_kind="api_key", target_id=key.id,
+                           details={"scope": scope, "name": key.name})
     _run(_with_store(settings, insert))
     click.echo(f"key id: {key.id}  scope: {scope}")
     click.echo(secret)
@@ -203,7 +208,13 @@ def keys_revoke(key_id: str, **flags: Any) -> None:
     settings = _settings("serve", **flags)
 
     async def revoke(store: Any) -> bool:
-        return bool(await store.api_key_revoke(key_id=key_id, at=now()))
+        from offload.engine.audit import cli_actor, record_audit
+
+        revoked = bool(await store.api_key_revoke(key_id=key_id, at=now()))
+        if revoked:
+            await record_audit(store, actor=cli_actor(), action="key.revoke",
+                               target_kind="api_key", target_id=key_id)
+        return revoked
     if not _run(_with_store(settings, revoke)):
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
@@ -220,6 +231,8 @@ def _client() -> Any:
 
 for _group in (cli_ops.tasks, cli_ops.events, cli_ops.runs, cli_ops.apps):
     main.add_command(_group)
+for _command in cli_admin.COMMANDS:  # pause, resume, queues, audit, alerts
+    main.add_command(_command)
 
 
 def _filter_options(func: F) -> F:

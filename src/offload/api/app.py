@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 
 from offload import __version__
 from offload.api import health, metrics, problems, sdk
+from offload.api.auditing import AuditLog, ops_routers
 from offload.api.auth import Authenticator
 from offload.api.identifiers import reject_control_characters
 from offload.api.limits import BodyLimit
@@ -47,5 +48,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     problems.install(app)
     for router in _ROUTERS:
         app.include_router(router)
+    for router in ops_routers():  # pause, audit, alerts (API and dashboard pages)
+        app.include_router(router)
+    app.add_middleware(AuditLog, store_of=lambda scope: engine.store)
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
     return app

@@ -16,6 +16,7 @@ from fastapi import Request
 from offload.errors import AuthError, ForbiddenError
 from offload.security import api_keys
 from offload.security.api_keys import Scope
+from offload.store.ops import Actor
 
 _CACHE_S = 5.0
 
@@ -25,26 +26,31 @@ class Authenticator:
 
     def __init__(self, request_state_engine: object) -> None:
         self.engine = request_state_engine
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._cache: dict[str, tuple[str | None, Actor | None, float]] = {}
 
     async def scope_of(self, token: str) -> str | None:
         """The scope of ``token``, or None if it is not a valid key."""
+        return (await self.identify(token))[0]
+
+    async def identify(self, token: str) -> tuple[str | None, Actor | None]:
+        """The scope of ``token`` and the key as an audit actor; (None, None) if invalid."""
         from offload.engine import Engine
 
         engine = self.engine
         assert isinstance(engine, Engine)
-        if api_keys.matches_any(token, engine.settings.api_keys):
-            return "admin"
         digest = api_keys.hash_key(token)
+        if api_keys.matches_any(token, engine.settings.api_keys):
+            return "admin", Actor("api_key", f"env:{digest[:12]}", "OFFLOAD_API_KEYS")
         cached = self._cache.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        if cached is not None and cached[2] > time.monotonic():
+            return cached[0], cached[1]
         key = await engine.store.api_key_find(key_hash=digest)
         scope = key.scope if key else None
+        actor = Actor("api_key", key.id, key.name) if key else None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (scope, time.monotonic() + _CACHE_S)
-        return scope
+        self._cache[digest] = (scope, actor, time.monotonic() + _CACHE_S)
+        return scope, actor
 
 
 def bearer(request: Request) -> str | None:
@@ -65,7 +71,8 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[None]]:
         token = bearer(request)
         if token is None:
             raise AuthError("missing API key: send Authorization: Bearer <key>")
-        found = await request.app.state.auth.scope_of(token)
+        found, actor = await request.app.state.auth.identify(token)
+        request.state.actor = actor  # who did it, for the audit log
         if found is None:
             raise AuthError("invalid or revoked API key")
         if not api_keys.allows(found, scope):

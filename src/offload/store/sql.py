@@ -35,7 +35,7 @@ from offload.models import (
     StepStatus,
     Wait,
 )
-from offload.store import admission
+from offload.store import admission, ops
 from offload.store.base import (
     UNSET,
     Change,
@@ -271,7 +271,7 @@ def _stored_run(run: NewRun) -> Run:
     )
 
 
-class SqlStore(EngineQueries, abc.ABC):
+class SqlStore(EngineQueries, ops.OpsQueries, abc.ABC):
     """Every query of the Store; subclasses supply transactions and dialect SQL."""
 
     url: str
@@ -793,6 +793,7 @@ class SqlStore(EngineQueries, abc.ABC):
         def fn(tx: Tx) -> list[QueueItem]:
             at = to_ms(now)
             rows = tx.execute(sql, (owner, token, to_ms(lease_until), at, *kind_values, limit))
+            rows = ops.hold_paused(tx, rows, self.share_locked)  # paused functions, queues
             items = [row_item(r) for r in rows]
             keyed = [(r[0], r[3], lim) for r in rows
                      if (lim := admission.item_limits((r[10], *r[11:14])))]

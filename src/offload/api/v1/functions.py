@@ -12,6 +12,7 @@ from offload.clock import now
 from offload.engine.cron import next_tick
 from offload.engine.cron_service import cron_triggers
 from offload.engine.executor import function_retries
+from offload.engine.pause import pauses, with_pause
 from offload.errors import CronError, NotFoundError
 from offload.models import Function
 
@@ -39,7 +40,8 @@ def describe(fn: Function) -> dict[str, Any]:
 async def list_functions(request: Request, app_id: str | None = None) -> dict[str, Any]:
     """Every synced function (optionally of one app)."""
     functions = await request.app.state.engine.store.function_list(app_id=app_id)
-    return {"data": [describe(f) for f in functions], "next_cursor": None}
+    paused = await pauses(request.app.state.engine.store, "function")
+    return {"data": [with_pause(describe(f), paused) for f in functions], "next_cursor": None}
 
 
 @router.get("/{function_id}")
@@ -48,4 +50,4 @@ async def get_function(function_id: str, request: Request) -> dict[str, Any]:
     fn = await request.app.state.engine.store.function_get(function_id=function_id)
     if fn is None:
         raise NotFoundError(f"no function with id {function_id[:200]!r}")
-    return describe(fn)
+    return with_pause(describe(fn), await pauses(request.app.state.engine.store, "function"))

@@ -1,0 +1,69 @@
+"""Pausing and resuming a function or a queue.
+
+While a function or queue is paused its new runs are accepted and queued (never
+dropped), none of its RUN items starts, and attempts already in flight finish.
+Resuming starts the backlog earliest due first, under the function's or queue's
+concurrency limits. The pause is a row in the store (``pauses``), so it holds
+across restarts and for every engine sharing the database; the claim enforces it
+(:func:`offload.store.ops.hold_paused`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from offload.clock import now
+from offload.store.base import Store
+from offload.store.ops import OpsQueries, Pause, QueueInfo
+
+PauseKind = Literal["function", "queue"]
+
+
+def ops_store(store: Store) -> OpsQueries:
+    """The store's operator queries (both stores have them)."""
+    if not isinstance(store, OpsQueries):  # pragma: no cover - every Store is a SqlStore
+        raise TypeError(f"{type(store).__name__} has no operator queries")
+    return store
+
+
+async def pause(store: Store, kind: PauseKind, target: str, *, by: str | None = None) -> bool:
+    """Pause a function or queue; False if it was paused already."""
+    return await ops_store(store).pause_set(kind=kind, target=target, at=now(), by=by)
+
+
+async def resume(store: Store, kind: PauseKind, target: str) -> bool:
+    """Resume a function or queue; False if it was not paused."""
+    return await ops_store(store).pause_clear(kind=kind, target=target)
+
+
+async def pauses(store: Store, kind: PauseKind | None = None) -> dict[str, Pause]:
+    """Current pauses by target (of one kind, or every kind keyed ``kind:target``)."""
+    found = await ops_store(store).pause_list()
+    if kind is not None:
+        return {p.target: p for p in found if p.kind == kind}
+    return {f"{p.kind}:{p.target}": p for p in found}
+
+
+async def queues(store: Store) -> list[QueueInfo]:
+    """Every queue with items or a pause, with counts and pause state."""
+    return await ops_store(store).queue_list(now=now())
+
+
+def pause_json(p: Pause | None) -> dict[str, object] | None:
+    """A pause as the API shows it (None when not paused)."""
+    if p is None:
+        return None
+    return {"paused_at": p.paused_at.isoformat(), "paused_by": p.paused_by}
+
+
+def with_pause(function: dict[str, Any], paused: dict[str, Pause]) -> dict[str, Any]:
+    """A function's API object with ``paused`` and ``pause`` added."""
+    found = paused.get(str(function.get("id")))
+    return {**function, "paused": found is not None, "pause": pause_json(found)}
+
+
+def queue_json(q: QueueInfo) -> dict[str, object]:
+    """A queue as the API shows it."""
+    return {"name": q.name, "paused": q.pause is not None, "pause": pause_json(q.pause),
+            "due": q.due, "scheduled": q.scheduled, "in_flight": q.leased, "held": q.held,
+            "oldest_due_at": q.oldest_due_at.isoformat() if q.oldest_due_at else None}
