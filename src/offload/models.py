@@ -175,6 +175,8 @@ class Run:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     steps: list[Step] | None = None
+    name: str | None = None
+    """An HTTP task's optional label (``POST /v1/tasks`` ``name``)."""
 
 
 @dataclass(frozen=True, slots=True)

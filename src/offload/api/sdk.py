@@ -28,6 +28,7 @@ from offload.engine.executor import memos_and_stack, server_kind
 from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import App, Function
+from offload.outbound.tracing import parse_traceparent
 from offload.protocol.messages import event_ids_from_seed, parse_register_request
 from offload.protocol.signing import bearer_matches
 from offload.store.base import Change, NewEvent
@@ -162,8 +163,13 @@ def parse_events(body: Any) -> list[NewEvent]:
         user = raw.get("user")
         if user is not None and not isinstance(user, dict):
             raise ValidationError(f"{path}.user", "must be a JSON object", "invalid_type")
+        corr = raw.get("correlation_id")
+        if corr is not None and (not isinstance(corr, str) or not 0 < len(corr) <= 255):
+            raise ValidationError(f"{path}.correlation_id", "must be a string of 1 to 255 "
+                                  "characters", "invalid_type")
         out.append(NewEvent(id=new_id(), name=name, data=data, ts=ts, received_at=at,
-                            user=user or None, external_id=external or None))
+                            user=user or None, external_id=external or None,
+                            correlation_id=corr))
     return out
 
 
@@ -174,6 +180,10 @@ async def store_events(request: Request, events: list[NewEvent],
     A seeded retry of the same send gets the same ids and stores nothing twice.
     """
     store = request.app.state.engine.store
+    parent = parse_traceparent(request.headers.get("traceparent"))
+    if parent is not None:  # the runs these events start continue the sender's trace
+        for event in events:
+            event.traceparent = parent
     seeded = event_ids_from_seed(seed, len(events))
     if seeded is not None:
         for event, event_id in zip(events, seeded, strict=True):

@@ -39,7 +39,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "id": run.id, "app_id": run.app_id, "function_id": run.function_id,
         "status": run.status.value, "attempt": run.attempt, "event_ids": run.event_ids,
         "queue": run.queue, "input": run_input(run), "output": run.output, "error": run.error,
-        "correlation_id": run.correlation_id, "replay_of": run.replay_of,
+        "correlation_id": run.correlation_id, "replay_of": run.replay_of, "name": run.name,
         "idempotency_key": run.idempotency_key, "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at),
     }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
@@ -341,6 +341,9 @@ class RunQuery:
     since: str = ""
     until: str = ""
     q: str = ""
+    name: str = ""
+    hide_replayed: str = ""
+    """``1``: leave out runs that were replayed (the failed view's default)."""
 
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> RunQuery:
@@ -350,7 +353,8 @@ class RunQuery:
             return str(value).strip()[:limit] if value is not None else ""
         return cls(status=get("status", 20), function=get("function", 512),
                    queue=get("queue", 64), event=get("event", 256), range=get("range", 8),
-                   since=get("since", 40), until=get("until", 40), q=get("q", 200))
+                   since=get("since", 40), until=get("until", 40), q=get("q", 200),
+                   name=get("name", 255), hide_replayed=get("hide_replayed", 1))
 
     def params(self) -> dict[str, str]:
         """The non-empty fields, for links and hidden form fields."""
@@ -370,7 +374,8 @@ class RunQuery:
             after = since if after is None else max(after, since)
         return RunFilter(statuses=statuses, function_id=self.function or None,
                          queue=self.queue or None, event_name=self.event or None,
-                         created_after=after, created_before=until, search=self.q or None)
+                         created_after=after, created_before=until, search=self.q or None,
+                         name=self.name or None, unreplayed=self.hide_replayed == "1")
 
 
 def _parse_time(value: str, errors: list[str]) -> datetime | None:
@@ -390,7 +395,20 @@ def _run_row(run: Run, at: datetime) -> dict[str, Any]:
     body["duration"] = _fmt_ms(_duration_ms(run.started_at, run.ended_at or (
         at if run.started_at and not run.status.terminal else None)))
     body["error_text"] = str(error.get("message") or error.get("name") or "")[:160]
+    body["target"] = task_target(run)
     return body
+
+
+def task_target(run: Run) -> str | None:
+    """An HTTP task as ``METHOD host/path`` (None for other functions)."""
+    if run.function_id != HTTP_FUNCTION_ID or not isinstance(run.input, dict):
+        return None
+    parts = urlsplit(str(run.input.get("url") or ""))
+    return f"{run.input.get('method') or 'POST'} {parts.netloc}{parts.path or '/'}"
+
+
+BULK_COUNT_CAP = 100_000
+"""Bulk confirmations count matching runs up to this many (then say "more than")."""
 
 
 async def _runs_page(request: Request, *, failed_view: bool) -> Response:
@@ -400,6 +418,8 @@ async def _runs_page(request: Request, *, failed_view: bool) -> Response:
     query = RunQuery.parse(request.query_params)
     if failed_view:
         query.status = RunStatus.FAILED.value
+        show_replayed = request.query_params.get("replayed") == "1"
+        query.hide_replayed = "" if show_replayed else "1"
     errors: list[str] = []
     at = now()
     run_filter = query.to_filter(at=at, errors=errors)
@@ -409,13 +429,22 @@ async def _runs_page(request: Request, *, failed_view: bool) -> Response:
     params = query.params()
     if failed_view:
         params.pop("status", None)
+        params.pop("hide_replayed", None)
+        if not query.hide_replayed:
+            params["replayed"] = "1"
+    rows = [_run_row(r, at) for r in page.data]
+    replays = await store.run_replays(run_ids=[r["id"] for r in rows])
+    for row in rows:
+        row["replayed_as"] = replays.get(row["id"])
+    bulk_count = await store.run_count_upto(filter=run_filter, limit=BULK_COUNT_CAP + 1)
     base = "/failed" if failed_view else "/runs"
     next_url = (f"{base}?{urlencode({**params, 'cursor': page.next_cursor})}"
                 if page.next_cursor else None)
     return _render(request, "runs.html", {
         "nav": "failed" if failed_view else "runs", "failed_view": failed_view,
         "query": query, "params": params, "errors": errors, "base": base,
-        "runs": [_run_row(r, at) for r in page.data], "next_url": next_url,
+        "runs": rows, "next_url": next_url, "bulk_count": bulk_count,
+        "bulk_cap": BULK_COUNT_CAP, "hidden": query.params(),
         "first_url": f"{base}?{urlencode(params)}" if cursor else None,
         "functions": functions, "statuses": [s.value for s in RunStatus],
         "ranges": list(_RANGES), "auto_refresh": cursor is None})
@@ -445,10 +474,17 @@ async def bulk_start(request: Request) -> Response:
                                                "message": "Choose replay or cancel."},
                        status_code=400)
     errors: list[str] = []
-    run_filter = RunQuery.parse(form).to_filter(at=now(), errors=errors)
+    query = RunQuery.parse(form)
+    run_filter = query.to_filter(at=now(), errors=errors)
     if errors:
         return _render(request, "error.html", {"title": "Bad filter",
                                                "message": "; ".join(errors)}, status_code=400)
+    if form.get("confirmed") != "1":  # no JS, or a forged form: show the count first
+        count = await request.app.state.engine.store.run_count_upto(
+            filter=run_filter, limit=BULK_COUNT_CAP + 1)
+        return _render(request, "bulk_confirm.html", {
+            "nav": "runs", "action": action, "count": count, "cap": BULK_COUNT_CAP,
+            "hidden": query.params()})
     job = await _bulk(request).start("replay" if action == "replay" else "cancel", run_filter)
     return _redirect(f"/bulk/{job.id}")
 

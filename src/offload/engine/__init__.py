@@ -32,6 +32,11 @@ class Engine:
         self.settings = ensure_webhook_secret(settings)
         self.store = store or open_store(self.settings.resolved_database_url(),
                                          durable=not self.settings.dev)
+        from offload.security.secrets import Vault, box_for
+
+        self.vault = Vault(box_for(self.settings.secrets_key, dev=self.settings.dev,
+                                   data_dir=self.settings.data_dir), self.store)
+        """Stored secrets: sealed with the secrets key, opened at call time."""
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self.client: OutboundClient | None = None
         self.started = False
@@ -55,6 +60,12 @@ class Engine:
 
         await self.store.open()
         s = self.settings
+        if self.vault.box is None and await self.store.secret_stored_count():
+            from offload.errors import ConfigError
+
+            raise ConfigError("secrets are stored but no secrets key is configured: set "
+                              "OFFLOAD_SECRETS_KEY (or OFFLOAD_SECRETS_KEY_FILE) to the key "
+                              "they were stored with")
         if run_scheduler:
             self.identity.acquire()
         policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
@@ -63,7 +74,7 @@ class Engine:
         assert s.webhook_secret is not None
         self.http_tasks = HttpTasks(self.store, self.client, webhook_secret=s.webhook_secret,
                                     max_response_bytes=s.max_response_bytes,
-                                    on_finished=self.notify_finished)
+                                    on_finished=self.notify_finished, vault=self.vault)
         from offload.engine.bulk import BulkJobs
         from offload.engine.replay import replay_of
 

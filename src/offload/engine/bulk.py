@@ -39,7 +39,7 @@ def filter_to_json(f: RunFilter) -> dict[str, Any]:
         "queue": f.queue, "event_id": f.event_id, "event_name": f.event_name,
         "created_after": f.created_after.isoformat() if f.created_after else None,
         "created_before": f.created_before.isoformat() if f.created_before else None,
-        "search": f.search,
+        "search": f.search, "name": f.name, "unreplayed": f.unreplayed,
     }
 
 
@@ -54,7 +54,8 @@ def filter_from_json(data: dict[str, Any]) -> RunFilter:
         function_id=data.get("function_id"), queue=data.get("queue"),
         event_id=data.get("event_id"), event_name=data.get("event_name"),
         created_after=when("created_after"), created_before=when("created_before"),
-        search=data.get("search"))
+        search=data.get("search"), name=data.get("name"),
+        unreplayed=bool(data.get("unreplayed")))
 
 
 class BulkJobs:

@@ -51,6 +51,7 @@ from offload.models import (
     StepStatus,
 )
 from offload.outbound.http import OutboundClient, send
+from offload.outbound.tracing import traceparent
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
     DEFAULT_RETRIES,
@@ -282,7 +283,8 @@ class Executor:
         headers = {"Content-Type": "application/json",
                    "X-Inngest-Server-Kind": server_kind(self.settings),
                    "X-Run-ID": run.id, "X-Inngest-Step-ID": target or DISCOVERY,
-                   "X-Inngest-Req-Version": str(body["version"])}
+                   "X-Inngest-Req-Version": str(body["version"]),
+                   "traceparent": traceparent(run.id, run.state.get("traceparent"))}
         if self.settings.signing_key:
             headers["X-Inngest-Signature"] = sign_request(content, self.settings.signing_key,
                                                           started)

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,12 +21,13 @@ import orjson
 from offload import metrics
 from offload.clock import now
 from offload.engine.retries import Outcome, classify_status, next_retry_delay, parse_retry_after
-from offload.errors import OutboundError
+from offload.errors import ConfigError, OutboundError
 from offload.logging import log_run
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
 from offload.outbound.http import OutboundClient, OutboundResponse, send
 from offload.outbound.tracing import with_traceparent
 from offload.outbound.webhooks import sign_headers
+from offload.security.secrets import SecretNotFoundError, Vault, scrub
 from offload.store.base import Change, Fence, NewItem, RunPatch, StepWrite, Store
 
 log = logging.getLogger("offload.http_tasks")
@@ -137,8 +138,11 @@ class HttpTasks:
     """Runs HTTP-task attempts and callback deliveries."""
 
     def __init__(self, store: Store, client: OutboundClient, *, webhook_secret: str,
-                 max_response_bytes: int, on_finished: Callable[[str], None]) -> None:
+                 max_response_bytes: int, on_finished: Callable[[str], None],
+                 vault: Vault | None = None) -> None:
         self.store = store
+        self.vault = vault
+        """Fills in ``{{ secrets.NAME }}`` references at call time."""
         self.client = client
         self.webhook_secret = webhook_secret
         self.max_response_bytes = max_response_bytes
@@ -177,13 +181,27 @@ class HttpTasks:
         spec: dict[str, Any] = run.input
         attempt_no = run.attempt + 1
         body, content_type = encode_body(spec.get("body"), spec.get("body_kind", "json"))
-        result = await self._call(
-            spec.get("method", "POST"), spec["url"], msg_id=f"msg_{run.id}",
-            headers=with_traceparent(spec.get("headers"), run.id), body=body,
-            content_type=content_type,
-            timeout_s=float(spec.get("timeout_s", 30.0)))
+        revealed: list[str] = []
+        try:  # {{ secrets.NAME }} filled in now, so a rotation counts from the next attempt
+            url, headers, revealed = await self.vault.resolve_call(
+                spec["url"], spec.get("headers") or {}) if self.vault else \
+                (spec["url"], spec.get("headers") or {}, [])
+        except (SecretNotFoundError, ConfigError) as exc:
+            at = now()
+            result = Attempt(Outcome.FAIL, at, at, None, {
+                "name": "SecretNotFoundError" if isinstance(exc, SecretNotFoundError)
+                else "SecretsKeyError", "message": str(exc), "stack": None}, None)
+        else:
+            result = await self._call(
+                spec.get("method", "POST"), url, msg_id=f"msg_{run.id}",
+                headers=with_traceparent(headers, run.id, run.state.get("traceparent")),
+                body=body, content_type=content_type,
+                timeout_s=float(spec.get("timeout_s", 30.0)))
+            if revealed:  # a target echoing a credential must not put it in the run
+                result = replace(result, error=scrub(result.error, revealed))
         max_attempts = int(spec.get("retries", 3)) + 1
-        response = describe_response(result.response) if result.response else None
+        response = scrub(describe_response(result.response), revealed) if result.response \
+            else None
         log_entry = {"attempt": attempt_no, "started_at": result.started_at.isoformat(),
                      "ended_at": result.ended_at.isoformat(),
                      "status": result.response.status if result.response else None,
@@ -248,7 +266,9 @@ class HttpTasks:
         attempt_no = int(item.payload.get("attempt", 0)) + 1
         body = orjson.dumps(callback_body(run))
         result = await self._call("POST", url, msg_id=f"msg_{run.id}_callback",
-                                  headers=with_traceparent(None, run.id), body=body,
+                                  headers=with_traceparent(None, run.id,
+                                                           run.state.get("traceparent")),
+                                  body=body,
                                   content_type="application/json",
                                   timeout_s=float((run.input or {}).get("timeout_s", 30.0)))
         ok = result.outcome is Outcome.SUCCESS

@@ -20,7 +20,7 @@ def replay_of(run: Run, at: datetime) -> NewRun:
     """
     new = NewRun(id=new_id(), function_id=run.function_id, app_id=run.app_id, created_at=at,
                  input=run.input, event_ids=list(run.event_ids), queue=run.queue,
-                 replay_of=run.id, correlation_id=run.correlation_id,
+                 replay_of=run.id, correlation_id=run.correlation_id, name=run.name,
                  items=[NewItem(kind=ItemKind.RUN, due_at=at, queue=run.queue or "default")])
     if run.function_id == HTTP_FUNCTION_ID and isinstance(run.input, dict):
         _task_controls(new, run.input.get("flow") or {})

@@ -113,7 +113,8 @@ def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> Ne
 def new_run_for(fn: Function, event: Event, at: datetime) -> NewRun:
     """A run of ``fn`` started by ``event``, with its first discovery call due now."""
     run = NewRun(id=new_id(), function_id=fn.id, app_id=fn.app_id, created_at=at,
-                 event_ids=[event.id],
+                 event_ids=[event.id], correlation_id=event.correlation_id,
+                 state={"traceparent": event.traceparent} if event.traceparent else {},
                  items=[NewItem(kind=ItemKind.RUN, due_at=at, payload={"attempt": 0})])
     return with_controls(run, fn, [event.as_payload()])
 

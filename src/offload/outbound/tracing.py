@@ -2,18 +2,23 @@
 
 A run's trace id is derived from its id (the first 32 hex digits of SHA-256 of
 the run id), so every attempt, callback and app call of one run shares a trace
-without storing anything, and anyone holding the run id can find the trace. Each
-call gets a fresh random span id. Sampled flag set: offload itself exports no
-spans (no OpenTelemetry exporter yet); receivers decide what to record.
+without storing anything, and anyone holding the run id can find the trace. When
+the request that created the run carried a valid ``traceparent`` (``POST /v1/tasks``,
+``/e/{key}``, ``/w/{id}``), that trace is continued instead: the caller's trace id
+and sampled flag are kept. Each call gets a fresh random span id. offload itself
+exports no spans (no OpenTelemetry exporter yet); receivers decide what to record.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 
-__all__ = ["trace_id", "traceparent", "with_traceparent"]
+__all__ = ["parse_traceparent", "trace_id", "traceparent", "with_traceparent"]
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def trace_id(run_id: str) -> str:
@@ -24,14 +29,42 @@ def trace_id(run_id: str) -> str:
     return digest if digest.strip("0") else "0" * 31 + "1"
 
 
-def traceparent(run_id: str) -> str:
-    """A ``traceparent`` value for one call of the run: version 00, new span, sampled."""
+def parse_traceparent(value: str | None) -> str | None:
+    """A valid incoming ``traceparent`` normalised to version 00, or None.
+
+    Invalid values (all-zero ids, version ff, wrong shape) are ignored, as the W3C
+    spec asks: the run then starts its own trace.
+    """
+    if not value:
+        return None
+    match = _TRACEPARENT.match(value.strip().lower())
+    if match is None:
+        return None
+    version, trace, span, flags = match.groups()
+    if version == "ff" or not trace.strip("0") or not span.strip("0"):
+        return None
+    if version == "00" and len(value.strip()) != 55:
+        return None
+    return f"00-{trace}-{span}-{flags}"
+
+
+def traceparent(run_id: str, parent: str | None = None) -> str:
+    """A ``traceparent`` value for one call of the run: version 00, new span.
+
+    With ``parent`` (a stored incoming traceparent) its trace id and flags are kept;
+    otherwise the run's own trace, sampled.
+    """
+    continued = parse_traceparent(parent)
+    if continued is not None:
+        _, trace, _, flags = continued.split("-")
+        return f"00-{trace}-{secrets.token_hex(8)}-{flags}"
     return f"00-{trace_id(run_id)}-{secrets.token_hex(8)}-01"
 
 
-def with_traceparent(headers: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
+def with_traceparent(headers: Mapping[str, str] | None, run_id: str,
+                     parent: str | None = None) -> dict[str, str]:
     """A copy of ``headers`` with offload's ``traceparent`` (replacing any given one)."""
     out = {k: v for k, v in (headers or {}).items()
            if k.lower() not in ("traceparent", "tracestate")}
-    out["traceparent"] = traceparent(run_id)
+    out["traceparent"] = traceparent(run_id, parent)
     return out

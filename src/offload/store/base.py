@@ -11,6 +11,7 @@ method that the contract suite pins on both databases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -152,6 +153,7 @@ class NewRun:
     idempotency: Idempotency | None = None
     items: list[NewItem] = field(default_factory=list)
     flow: RunFlow | None = None
+    name: str | None = None
 
 
 @dataclass(slots=True)
@@ -288,6 +290,10 @@ class RunFilter:
     search: str | None = None
     event_name: str | None = None
     """Runs started by an event of this name."""
+    name: str | None = None
+    """HTTP tasks with this ``name``."""
+    unreplayed: bool = False
+    """Only runs that no run replays (the failed view drains as runs are replayed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +456,12 @@ class Store(Protocol):
 
     async def engine_list(self) -> list[EngineInfo]:
         """Known engines, most recent heartbeat first, with the leases each holds."""
+
+    async def run_replays(self, *, run_ids: Sequence[str]) -> dict[str, str]:
+        """For each of ``run_ids`` that was replayed: the id of its newest replay."""
+
+    async def run_count_upto(self, *, filter: RunFilter, limit: int) -> int:
+        """The runs ``filter`` selects, counted up to ``limit`` (cheap on large tables)."""
 
     # -- statistics for the dashboard and /metrics (read-only) ---------------------------
 

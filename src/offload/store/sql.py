@@ -53,6 +53,7 @@ from offload.store.base import (
     StepWrite,
 )
 from offload.store.engines import EngineQueries
+from offload.store.webhooks import WebhookQueries
 
 T = TypeVar("T")
 
@@ -69,7 +70,8 @@ ITEM_COLS = (
     "id, kind, run_id, due_at, priority, queue, payload, lease_token, lease_expires_at, "
     "expiries, concurrency_key"
 )
-EVENT_COLS = "id, name, data, ts, received_at, user_data, external_id"
+EVENT_COLS = ("id, name, data, ts, received_at, user_data, external_id, correlation_id, "
+              "traceparent")
 APP_COLS = (
     "id, url, sdk, framework, app_version, checksum, sync_error, synced_at, created_at, "
     "updated_at"
@@ -155,6 +157,9 @@ def _run_where(filter: RunFilter, cursor: str | None) -> tuple[str, list[Any]]:
         where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "
                      "events.id = run_events.event_id WHERE events.name = ?)")
         params.append(filter.event_name)
+    if filter.correlation_id is not None:
+        where.append("correlation_id = ?")
+        params.append(filter.correlation_id)
     if cursor is not None:
         where.append("id < ?")
         params.append(cursor)
@@ -193,7 +198,7 @@ def row_item(r: tuple[Any, ...]) -> QueueItem:
 def row_event(r: tuple[Any, ...]) -> Event:
     """An ``events`` row as an Event."""
     return Event(id=r[0], name=r[1], data=loads(r[2]), ts=r[3], received_at=_dt(r[4]),
-                 user=loads(r[5]), external_id=r[6])
+                 user=loads(r[5]), external_id=r[6], correlation_id=r[7], traceparent=r[8])
 
 
 def row_app(r: tuple[Any, ...]) -> App:
@@ -271,7 +276,7 @@ def _stored_run(run: NewRun) -> Run:
     )
 
 
-class SqlStore(EngineQueries, ops.OpsQueries, abc.ABC):
+class SqlStore(EngineQueries, ops.OpsQueries, WebhookQueries, abc.ABC):
     """Every query of the Store; subclasses supply transactions and dialect SQL."""
 
     url: str
@@ -456,10 +461,11 @@ class SqlStore(EngineQueries, ops.OpsQueries, abc.ABC):
             # ON CONFLICT rather than select-then-insert: two engines accepting the same
             # external id at once must dedupe, not fail one request on the unique index.
             tx.execute(
-                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (external_id) DO NOTHING",
                 (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
-                 None if event.user is None else dumps(event.user), event.external_id))
+                 None if event.user is None else dumps(event.user), event.external_id,
+                 event.correlation_id, event.traceparent))
             if tx.rowcount == 0:
                 rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
                                   (event.external_id,))
@@ -467,7 +473,9 @@ class SqlStore(EngineQueries, ops.OpsQueries, abc.ABC):
                 continue
             result.events.append((Event(id=event.id, name=event.name, data=event.data,
                                         ts=event.ts, received_at=event.received_at,
-                                        user=event.user, external_id=event.external_id), True))
+                                        user=event.user, external_id=event.external_id,
+                                        correlation_id=event.correlation_id,
+                                        traceparent=event.traceparent), True))
             if event.fanout:
                 self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
                                               payload={"event_id": event.id}), result)

@@ -56,6 +56,7 @@ async def list_runs(
     function_id: Annotated[str | None, Query(max_length=512)] = None,
     queue: Annotated[str | None, Query(max_length=64)] = None,
     event_id: Annotated[str | None, Query(max_length=64)] = None,
+    correlation_id: Annotated[str | None, Query(max_length=255)] = None,
     after: Annotated[datetime | None, Query(description="Created at or after.")] = None,
     before: Annotated[datetime | None, Query(description="Created before.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Run id or error text.")] = None,
@@ -67,7 +68,7 @@ async def list_runs(
         if value is not None and value.tzinfo is None:
             raise ValidationError(f"query.{name}", "needs a time zone offset", "naive_datetime")
     for name, text in (("function_id", function_id), ("queue", queue), ("event_id", event_id),
-                       ("q", q), ("cursor", cursor)):
+                       ("correlation_id", correlation_id), ("q", q), ("cursor", cursor)):
         if text is not None and "\x00" in text:
             # PostgreSQL text cannot hold NUL; without this the store error would be a 503.
             raise ValidationError(f"query.{name}", "must not contain NUL characters",
