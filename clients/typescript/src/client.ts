@@ -35,6 +35,10 @@ export interface ListRunsFilter {
   /** RFC 3339 with an offset. */
   after?: string;
   before?: string;
+  /** HTTP tasks with this `name`. */
+  name?: string;
+  correlation_id?: string;
+  /** Search by run id or error text. */
   q?: string;
   cursor?: string;
   limit?: number;

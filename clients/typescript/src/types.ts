@@ -25,8 +25,10 @@ export interface TaskOptions {
   idempotency_key?: string;
   /** A name for grouping and flow control (default `"default"`). */
   queue?: string;
-  /** A label shown and filterable in the dashboard, when the engine supports it. */
+  /** A label for the task, shown in the dashboard and filterable (`listRuns({ name })`). */
   name?: string;
+  /** Your id for this work (an order id, a request id): stored on the run, filterable. */
+  correlation_id?: string;
   concurrency?: number;
   concurrency_key?: string;
   concurrency_limit?: number;

@@ -25,8 +25,11 @@ export interface RawWebhook {
 }
 
 export interface VerifyOptions {
-  /** The signing secret; defaults to `process.env.OFFLOAD_WEBHOOK_SECRET`. */
-  secret?: string;
+  /**
+   * The signing secret (`whsec_…`); defaults to `process.env.OFFLOAD_WEBHOOK_SECRET`.
+   * During a secret rotation pass both, new first: a delivery signed with either passes.
+   */
+  secret?: string | string[];
   /** Seconds the timestamp may differ from now (default 300). */
   toleranceSeconds?: number;
   /** The current time (for tests). */
@@ -61,13 +64,13 @@ export async function verifyWebhook<T = unknown>(
   input: Request | RawWebhook,
   options: VerifyOptions = {},
 ): Promise<VerifiedWebhook<T>> {
-  const secret = options.secret ?? envSecret();
-  if (!secret) {
+  const secrets = [options.secret ?? envSecret()].flat().filter((s): s is string => !!s);
+  if (secrets.length === 0) {
     throw new WebhookVerificationError(
       "no webhook secret: pass options.secret or set OFFLOAD_WEBHOOK_SECRET",
     );
   }
-  const key = await importKey(secret);
+  const keys = await Promise.all(secrets.map(importKey));
   const headers = input.headers;
   const id = header(headers, "webhook-id");
   const stamp = header(headers, "webhook-timestamp");
@@ -90,9 +93,12 @@ export async function verifyWebhook<T = unknown>(
     const comma = entry.indexOf(",");
     if (comma < 0 || entry.slice(0, comma) !== "v1") continue;
     const signature = decodeBase64(entry.slice(comma + 1));
-    if (signature && (await crypto.subtle.verify("HMAC", key, signature, signed))) {
-      const text = new TextDecoder().decode(body);
-      return { id, timestamp: new Date(seconds * 1000), text, payload: parse<T>(text) };
+    if (!signature) continue;
+    for (const key of keys) {
+      if (await crypto.subtle.verify("HMAC", key, signature, signed)) {
+        const text = new TextDecoder().decode(body);
+        return { id, timestamp: new Date(seconds * 1000), text, payload: parse<T>(text) };
+      }
     }
   }
   throw new WebhookVerificationError("no matching signature");

@@ -144,6 +144,16 @@ describe("tasks", () => {
     assert.ok(!received.some((e) => e.path === "/target/never"));
   });
 
+  test("name and correlation_id are kept on the run and filter listRuns", async () => {
+    const name = `report-${Date.now()}`;
+    const accepted = await offload.createTask(`${base}/target/named`, { name, correlation_id: `order-${name}` });
+    await offload.waitRun(accepted.id, { timeout: 20 });
+    const byName = await offload.listRuns({ name });
+    assert.deepEqual(byName.data.map((r) => r.id), [accepted.id]);
+    const byCorrelation = await offload.listRuns({ correlation_id: `order-${name}`, status: ["completed"] });
+    assert.deepEqual(byCorrelation.data.map((r) => r.id), [accepted.id]);
+  });
+
   test("the module functions use OFFLOAD_URL", async () => {
     const accepted = await createTask(`${base}/target/env`, { body: "plain text" });
     const run = await waitRun(accepted.id, { timeout: 20 });

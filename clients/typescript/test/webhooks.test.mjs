@@ -77,6 +77,14 @@ test("any v1 entry of a rotation list may match", async () => {
   assert.equal((await verifyWebhook({ headers: list, body: BODY }, { secret: SECRET })).id, "msg_1");
 });
 
+test("during a secret rotation the receiver accepts the old and the new secret", async () => {
+  const secrets = { secret: [SECRET, OTHER] };
+  assert.equal((await verifyWebhook(await signed(), secrets)).id, "msg_1");
+  assert.equal((await verifyWebhook(await signed(BODY, new Date(), OTHER), secrets)).id, "msg_1");
+  const third = "whsec_" + Buffer.from("q".repeat(32)).toString("base64");
+  await refuses(verifyWebhook(await signed(BODY, new Date(), third), secrets), /no matching/);
+});
+
 test("the secret comes from OFFLOAD_WEBHOOK_SECRET when not given; a bad secret is refused", async () => {
   const saved = process.env.OFFLOAD_WEBHOOK_SECRET;
   try {
