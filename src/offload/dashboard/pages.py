@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from offload.dashboard import apidocs, engines, functions
+from offload.dashboard import apidocs, engines, events, functions
 
 router = APIRouter(include_in_schema=False)
-for _module in (apidocs, engines, functions):
+for _module in (apidocs, engines, events, functions):
     router.include_router(_module.router)

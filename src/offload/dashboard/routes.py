@@ -67,6 +67,7 @@ _NOTICES = {
     "resync_unavailable": "This engine cannot resync apps.",
     "bulk_stopped": "Bulk job stopped.",
     "rerun_failed": "Rerun from step failed.",
+    "event_sent": "Event sent.",
 }
 
 
@@ -581,6 +582,23 @@ def _as_dt(value: Any) -> datetime | None:
         return None
 
 
+def _attempt_durations(step: dict[str, Any]) -> None:
+    """Add ``duration_ms`` to each entry of a step's attempt history (when it has one)."""
+    history = step.get("history")
+    for entry in history if isinstance(history, list) else []:
+        if isinstance(entry, dict) and "duration_ms" not in entry:
+            entry["duration_ms"] = _duration_ms(_as_dt(entry.get("started_at")),
+                                                _as_dt(entry.get("ended_at")))
+
+
+def _restarts(body: dict[str, Any]) -> list[Any]:
+    """The engine restarts a run lived through, as the API reports them (if it does)."""
+    value = body.get("restarts") or body.get("engine_restarts")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [None] * value
+    return list(value) if isinstance(value, list) else []
+
+
 def _trigger(run: Run) -> str:
     if run.replay_of:
         return "replay"
@@ -611,8 +629,12 @@ async def run_page(run_id: str, request: Request) -> Response:
     timeline = _timeline(run, at)
     for row in timeline["steps"]:
         row["json"] = step_bodies.get(row["step"].id, {})
+    for step_body in step_bodies.values():
+        _attempt_durations(step_body)
+    replays = await request.app.state.engine.store.run_replays(run_ids=[run.id])
     return _render(request, "run.html", {
         "nav": "runs", "run": body, "model": run, "trigger": _trigger(run),
+        "replayed_as": replays.get(run.id), "restarts": _restarts(body),
         "trace_id": trace_id(run.id), "timeline": timeline, "terminal": run.status.terminal,
         "duration": _fmt_ms(_duration_ms(run.started_at, run.ended_at)),
         "can_rerun": _rerun_function() is not None})
@@ -680,23 +702,6 @@ async def run_rerun(run_id: str, request: Request) -> Response:
 
 
 # -- events --------------------------------------------------------------------------------
-
-@router.get("/events")
-async def events(request: Request) -> Response:
-    """Events newest first, by name."""
-    if (gate := _gate(request)) is not None:
-        return gate
-    name = (request.query_params.get("name") or "").strip()[:256] or None
-    cursor = request.query_params.get("cursor") or None
-    page = await request.app.state.engine.store.event_list(
-        name=name, after=None, before=None, cursor=cursor, limit=PAGE_SIZE)
-    params = {"name": name} if name else {}
-    return _render(request, "events.html", {
-        "nav": "events", "events": [event_json(e) for e in page.data], "name": name or "",
-        "next_url": f"/events?{urlencode({**params, 'cursor': page.next_cursor})}"
-        if page.next_cursor else None,
-        "first_url": f"/events?{urlencode(params)}" if cursor else None})
-
 
 @router.get("/events/{event_id}")
 async def event_page(event_id: str, request: Request) -> Response:

@@ -39,7 +39,7 @@ def signed_headers(kind: str, options: Mapping[str, Any], secret: str | None, bo
     return headers
 
 
-def test_body(kind: str, delivery_id: str) -> dict[str, Any]:
+def sample_body(kind: str, delivery_id: str) -> dict[str, Any]:
     """A small body shaped like the provider's (Stripe: an event object)."""
     if kind == "stripe":
         return {"id": delivery_id, "object": "event", "type": "offload.test",

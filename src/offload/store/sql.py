@@ -52,6 +52,7 @@ from offload.store.base import (
     RunPatch,
     StepWrite,
 )
+from offload.store.dashboard_queries import DashboardQueries
 from offload.store.engines import EngineQueries
 from offload.store.webhooks import WebhookQueries
 
@@ -60,7 +61,7 @@ T = TypeVar("T")
 RUN_COLS = (
     "id, app_id, function_id, status, attempt, event_ids, input, output, error, queue, "
     "correlation_id, replay_of, idempotency_key, state, created_at, started_at, ended_at, "
-    "updated_at"
+    "updated_at, name"
 )
 STEP_COLS = (
     "run_id, id, name, kind, status, attempts, position, input, output, error, started_at, "
@@ -153,6 +154,11 @@ def _run_where(filter: RunFilter, cursor: str | None) -> tuple[str, list[Any]]:
     if filter.search:
         where.append("(id = ? OR LOWER(error) LIKE LOWER(?))")
         params.extend([filter.search, f"%{filter.search}%"])
+    if filter.name is not None:
+        where.append("name = ?")
+        params.append(filter.name)
+    if filter.unreplayed:
+        where.append("NOT EXISTS (SELECT 1 FROM runs r2 WHERE r2.replay_of = runs.id)")
     if filter.event_name is not None:
         where.append("id IN (SELECT run_events.run_id FROM run_events JOIN events ON "
                      "events.id = run_events.event_id WHERE events.name = ?)")
@@ -173,7 +179,7 @@ def row_run(r: tuple[Any, ...]) -> Run:
         event_ids=loads(r[5]) or [], input=loads(r[6]), output=loads(r[7]), error=loads(r[8]),
         queue=r[9], correlation_id=r[10], replay_of=r[11], idempotency_key=r[12],
         state=loads(r[13]) or {}, created_at=_dt(r[14]), started_at=from_ms(r[15]),
-        ended_at=from_ms(r[16]), updated_at=_dt(r[17]),
+        ended_at=from_ms(r[16]), updated_at=_dt(r[17]), name=r[18],
     )
 
 
@@ -235,7 +241,7 @@ def _dt(value: int) -> datetime:
 
 _RUN_INSERT = (
     f"INSERT INTO runs ({RUN_COLS}, concurrency) VALUES "
-    "(?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)"
+    "(?, ?, ?, ?, 0, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)"
 )
 _ITEM_INSERT = (
     "INSERT INTO queue_items (id, kind, run_id, due_at, priority, queue, "
@@ -253,7 +259,7 @@ def _run_params(run: NewRun) -> tuple[Any, ...]:
             run.correlation_id, run.replay_of,
             run.idempotency.key if run.idempotency else None,
             dumps(run.state) if run.state else "{}", created,
-            created, dumps([[c.key, c.limit] for c in limits]) if limits else None)
+            created, run.name, dumps([[c.key, c.limit] for c in limits]) if limits else None)
 
 
 def _item_params(item: NewItem, item_id: str) -> tuple[Any, ...]:
@@ -272,11 +278,11 @@ def _stored_run(run: NewRun) -> Run:
         event_ids=list(run.event_ids), input=run.input, queue=run.queue,
         correlation_id=run.correlation_id, replay_of=run.replay_of,
         idempotency_key=run.idempotency.key if run.idempotency else None,
-        state=dict(run.state),
+        state=dict(run.state), name=run.name,
     )
 
 
-class SqlStore(EngineQueries, ops.OpsQueries, WebhookQueries, abc.ABC):
+class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, abc.ABC):
     """Every query of the Store; subclasses supply transactions and dialect SQL."""
 
     url: str

@@ -57,6 +57,8 @@ async def list_runs(
     queue: Annotated[str | None, Query(max_length=64)] = None,
     event_id: Annotated[str | None, Query(max_length=64)] = None,
     correlation_id: Annotated[str | None, Query(max_length=255)] = None,
+    name: Annotated[str | None, Query(max_length=255, description="HTTP tasks with this "
+                                      "name.")] = None,
     after: Annotated[datetime | None, Query(description="Created at or after.")] = None,
     before: Annotated[datetime | None, Query(description="Created before.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Run id or error text.")] = None,
@@ -64,14 +66,16 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Runs newest first, filtered; ``next_cursor`` fetches the next page."""
-    for name, value in (("after", after), ("before", before)):
+    for label, value in (("after", after), ("before", before)):
         if value is not None and value.tzinfo is None:
-            raise ValidationError(f"query.{name}", "needs a time zone offset", "naive_datetime")
-    for name, text in (("function_id", function_id), ("queue", queue), ("event_id", event_id),
-                       ("correlation_id", correlation_id), ("q", q), ("cursor", cursor)):
+            raise ValidationError(f"query.{label}", "needs a time zone offset",
+                                  "naive_datetime")
+    for label, text in (("function_id", function_id), ("queue", queue), ("event_id", event_id),
+                        ("correlation_id", correlation_id), ("name", name), ("q", q),
+                        ("cursor", cursor)):
         if text is not None and "\x00" in text:
             # PostgreSQL text cannot hold NUL; without this the store error would be a 503.
-            raise ValidationError(f"query.{name}", "must not contain NUL characters",
+            raise ValidationError(f"query.{label}", "must not contain NUL characters",
                                   "invalid_character")
     page = await request.app.state.engine.store.run_list(
         filter=RunFilter(statuses=parse_statuses(status), function_id=function_id, queue=queue,

@@ -35,7 +35,7 @@ from offload.ids import new_id
 from offload.inbound import Refused
 from offload.inbound import verify as inbound_verify
 from offload.inbound.events import default_template, event_name, parse_body, template_problem
-from offload.inbound.testing import signed_headers, test_body
+from offload.inbound.testing import sample_body, signed_headers
 from offload.inbound.verify import audit_headers
 from offload.models import Run, Webhook, WebhookDelivery
 from offload.outbound.tracing import parse_traceparent
@@ -535,7 +535,7 @@ async def send_test(engine: Any, webhook: Webhook) -> Outcome:
     """Sign a small delivery as the provider would and receive it (the "test" button)."""
     delivery_id = f"test_{new_id()}"
     kind = str(webhook.verify.get("kind"))
-    body = orjson.dumps(test_body(kind, delivery_id))
+    body = orjson.dumps(sample_body(kind, delivery_id))
     secret = None
     if webhook.secret is not None:
         secret = engine.vault.open(webhook.id, webhook.secret)

@@ -4,10 +4,18 @@
   "use strict";
 
   // -- confirmations ------------------------------------------------------------------
+  // A form's data-confirm may hold "{action}" (the submit button's data-confirm-action);
+  // once confirmed, its hidden "confirmed" field says so to the server, which otherwise
+  // asks again on a page of its own (bulk actions).
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
     var message = form.getAttribute && form.getAttribute("data-confirm");
-    if (message && !window.confirm(message)) ev.preventDefault();
+    if (!message) return;
+    var action = ev.submitter && ev.submitter.getAttribute("data-confirm-action");
+    message = message.replace("{action}", action || "Apply to");
+    if (!window.confirm(message)) { ev.preventDefault(); return; }
+    var flag = form.querySelector('input[name="confirmed"]');
+    if (flag) flag.value = "1";
   });
 
   // -- auto-refresh: re-fetch this page and swap regions marked data-refresh="seconds" --
@@ -80,18 +88,33 @@
     var el = document.getElementById(id);
     if (!el || typeof uPlot === "undefined") return null;
     var x = { time: true };
-    // A fixed trailing window, so one sample does not stretch the axis over years.
-    if (windowS) x.range = function (u, min, max) { return [max - windowS, max + 5]; };
+    // A fixed trailing window, so one sample does not stretch the axis over years; with
+    // no sample yet (max is null) the window ends now.
+    if (windowS) x.range = function (u, min, max) {
+      var end = (max === null || !isFinite(max)) ? Date.now() / 1000 : max;
+      return [end - windowS, end + 5];
+    };
     var opts = {
       width: Math.max(el.clientWidth, 280), height: 200,
-      series: [{}].concat(seriesList),
-      axes: [{}, { label: yLabel, size: 56 }],
+      // Times in UTC, written unambiguously (YYYY-MM-DD HH:mm), as everywhere else on the
+      // dashboard; uPlot's default M/D/YY in the browser's zone read as a wrong date.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      series: [{ value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss} UTC" }].concat(seriesList),
+      axes: [{ values: TIME_TICKS, size: 44 }, { label: yLabel, size: 56 }],
       scales: { x: x, y: { range: function (u, min, max) { return [0, Math.max(max || 0, 1) * 1.1]; } } },
       legend: { live: true },
       cursor: { drag: { x: false, y: false } }
     };
     return new uPlot(opts, rows, el);
   }
+  // uPlot axis formats: [tick step (s), label, then on a new year/month/day/hour/minute/
+  // second boundary, mode]; the date line shows on the first tick and where the day changes.
+  var DAY = "\n{YYYY}-{MM}-{DD}";
+  var TIME_TICKS = [
+    [86400, "{YYYY}-{MM}-{DD}", null, null, null, null, null, null, 1],
+    [60, "{HH}:{mm}", DAY, null, DAY, null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", DAY, null, DAY, null, null, null, 1]
+  ];
   function rowsFor(d) {
     var s = d.series;
     return {
