@@ -11,6 +11,7 @@ from offload import __version__
 from offload.api import health, metrics, problems, sdk
 from offload.api.auditing import AuditLog, ops_routers
 from offload.api.auth import Authenticator
+from offload.api.fastpath import IngestFastPath
 from offload.api.identifiers import reject_control_characters
 from offload.api.limits import BodyLimit
 from offload.api.v1 import apps, bulk, events, functions, runs, secrets, tasks, webhooks
@@ -53,4 +54,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
         app.include_router(router)
     app.add_middleware(AuditLog, store_of=lambda scope: engine.store)
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
+    # Outermost: valid task ingest skips the stack above (same handlers, same answers).
+    app.add_middleware(IngestFastPath, root=app, limit=engine.settings.max_body_bytes)
     return app

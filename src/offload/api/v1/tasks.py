@@ -177,12 +177,6 @@ class TaskIn(BaseModel):
         None, description="Earliest time of the first attempt (RFC 3339 with offset).")
     idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
         None, description="A repeat within 24 h returns the first run.")
-    name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
-        None, description="A label for the task, shown in the dashboard and filterable "
-        "with GET /v1/runs?name=.")
-    name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
-        None, description="A label for the task, shown in the dashboard and filterable "
-        "with GET /v1/runs?name=.")
     queue: Annotated[StrictStr, Field(pattern=_QUEUE_NAME)] = Field(
         "default", description="Queue name, for grouping and flow control.")
     concurrency: Annotated[StrictInt, Field(ge=1, le=flow.MAX_CONCURRENCY)] | None = Field(
@@ -277,8 +271,7 @@ class TaskIn(BaseModel):
                 "body": self.body, "body_kind": body_kind if not has_type or body_kind == "json"
                 else "text", "callback_url": self.callback_url,
                 "failure_callback_url": self.failure_callback_url, "retries": self.retries,
-                "timeout_s": self.timeout, "queue": self.queue, "name": self.name,
-                "flow": self.flow_fields()}
+                "timeout_s": self.timeout, "queue": self.queue, "flow": self.flow_fields()}
 
     def flow_fields(self) -> dict[str, Any]:
         """The flow-control and timeout fields given, kept so replays and reruns honour
@@ -303,7 +296,7 @@ class TaskIn(BaseModel):
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + IDEMPOTENCY_WINDOW)
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                     input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
+                     input=self.spec(), queue=self.queue, idempotency=idem,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
         if not self._has_flow():
             # No flow control and no timeouts: flow.for_task would give settings that
@@ -403,6 +396,10 @@ async def _queue_many(request: Request, batch: TaskBatchIn) -> Response:
 
 
 _require_ingest = require("ingest")
+require_ingest = _require_ingest
+"""The ingest routes' key check (also run by :mod:`offload.api.fastpath`)."""
+queue_one = _queue_one
+queue_many = _queue_many
 _Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
@@ -424,7 +421,7 @@ class _JsonBodyRoute(APIRoute):
         fast, model = self.fast, self.model
 
         async def handler(request: Request) -> Response:
-            if not _is_json(request.headers.get("content-type")):
+            if not is_json(request.headers.get("content-type")):
                 return await slow(request)
             try:
                 raw = await request.body()
@@ -445,7 +442,7 @@ class _JsonBodyRoute(APIRoute):
         return handler
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     """True for application/json and application/*+json (as FastAPI decides)."""
     if not content_type:
         return False
