@@ -177,6 +177,12 @@ class TaskIn(BaseModel):
         None, description="Earliest time of the first attempt (RFC 3339 with offset).")
     idempotency_key: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
         None, description="A repeat within 24 h returns the first run.")
+    name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
+        None, description="A label for the task, shown in the dashboard and filterable "
+        "with GET /v1/runs?name=.")
+    name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
+        None, description="A label for the task, shown in the dashboard and filterable "
+        "with GET /v1/runs?name=.")
     queue: Annotated[StrictStr, Field(pattern=_QUEUE_NAME)] = Field(
         "default", description="Queue name, for grouping and flow control.")
     concurrency: Annotated[StrictInt, Field(ge=1, le=flow.MAX_CONCURRENCY)] | None = Field(
@@ -271,7 +277,8 @@ class TaskIn(BaseModel):
                 "body": self.body, "body_kind": body_kind if not has_type or body_kind == "json"
                 else "text", "callback_url": self.callback_url,
                 "failure_callback_url": self.failure_callback_url, "retries": self.retries,
-                "timeout_s": self.timeout, "queue": self.queue, "flow": self.flow_fields()}
+                "timeout_s": self.timeout, "queue": self.queue, "name": self.name,
+                "flow": self.flow_fields()}
 
     def flow_fields(self) -> dict[str, Any]:
         """The flow-control and timeout fields given, kept so replays and reruns honour
@@ -296,7 +303,7 @@ class TaskIn(BaseModel):
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + IDEMPOTENCY_WINDOW)
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                     input=self.spec(), queue=self.queue, idempotency=idem,
+                     input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
         if not self._has_flow():
             # No flow control and no timeouts: flow.for_task would give settings that
