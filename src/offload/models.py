@@ -177,8 +177,6 @@ class Run:
     steps: list[Step] | None = None
     name: str | None = None
     """An HTTP task's optional label (``POST /v1/tasks`` ``name``)."""
-    name: str | None = None
-    """An HTTP task's optional label (``POST /v1/tasks`` ``name``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,9 +180,6 @@ class TaskIn(BaseModel):
     name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
         None, description="A label for the task, shown in the dashboard and filterable "
         "with GET /v1/runs?name=.")
-    name: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
-        None, description="A label for the task, shown in the dashboard and filterable "
-        "with GET /v1/runs?name=.")
     queue: Annotated[StrictStr, Field(pattern=_QUEUE_NAME)] = Field(
         "default", description="Queue name, for grouping and flow control.")
     concurrency: Annotated[StrictInt, Field(ge=1, le=flow.MAX_CONCURRENCY)] | None = Field(
