@@ -43,6 +43,7 @@ OUTBOUND_DURATION = "offload_outbound_request_duration_seconds"
 PICKUP_LAG = "offload_pickup_lag_seconds"
 RETRIES = "offload_retries_total"
 STORE_DURATION = "offload_store_operation_duration_seconds"
+RUN_ENDS = "offload_run_ends_total"
 
 INFO = "offload_info"
 STORE_UP = "offload_store_up"
@@ -54,8 +55,8 @@ QUEUE_INFLIGHT = "offload_queue_inflight"
 QUEUE_OLDEST_DUE_AGE = "offload_queue_oldest_due_age_seconds"
 
 ALL_NAMES = (STEP_DURATION, OUTBOUND_REQUESTS, OUTBOUND_DURATION, PICKUP_LAG, RETRIES,
-             STORE_DURATION, INFO, STORE_UP, RUNS, DEAD_LETTER, QUEUE_DEPTH, QUEUE_SCHEDULED,
-             QUEUE_INFLIGHT, QUEUE_OLDEST_DUE_AGE)
+             STORE_DURATION, RUN_ENDS, INFO, STORE_UP, RUNS, DEAD_LETTER, QUEUE_DEPTH,
+             QUEUE_SCHEDULED, QUEUE_INFLIGHT, QUEUE_OLDEST_DUE_AGE)
 
 # -- things that happen (this process) -------------------------------------------------------
 
@@ -90,6 +91,17 @@ _store_duration = Histogram(
     STORE_DURATION.removesuffix("_seconds"), "Latency of store operations made by the "
     "engine's hot path, by operation.", ["operation"], unit="seconds",
     buckets=_STORE_BUCKETS, registry=REGISTRY)
+
+_run_ends = Counter(
+    RUN_ENDS.removesuffix("_total"), "Runs this engine ended, by kind (task, function), "
+    "status (completed, failed, cancelled) and reason (attempt, api, dashboard, bulk, "
+    "start_timeout, finish_timeout, cancel_event, singleton, lease_exhausted, ...).",
+    ["kind", "status", "reason"], registry=REGISTRY)
+
+
+def count_run_end(kind: str, status: str, reason: str) -> None:
+    """A run of ``kind`` ended as ``status`` because of ``reason``."""
+    _run_ends.labels(kind, status, reason).inc()
 
 
 def observe_step(kind: str, status: str, seconds: float) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from offload.clock import now
 from offload.engine.bulk import BulkJobs
-from offload.engine.replay import replay_of
+from offload.engine.runs import RunLifecycle
 from offload.ids import new_id, new_token
 from offload.models import ItemKind, RunStatus
 from offload.store.base import Change, NewItem, NewRun, RunFilter, RunPatch
@@ -23,6 +23,18 @@ async def _runs(store: Any, n: int, *, queue: str, at: datetime) -> list[str]:
         NewRun(id=i, function_id="fn", created_at=at, queue=queue,
                items=[NewItem(kind=ItemKind.RUN, due_at=at, queue=queue)]) for i in ids]))
     return ids
+
+
+class _Recording(RunLifecycle):
+    """The real lifecycle, remembering which runs it reported ended."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store)
+        self.finished: list[str] = []
+
+    def ended(self, run_id: str, *args: Any, **kw: Any) -> None:
+        self.finished.append(run_id)
+        super().ended(run_id, *args, **kw)
 
 
 async def _drain(store: Any, jobs: BulkJobs) -> int:
@@ -47,8 +59,7 @@ async def test_bulk__replays_every_page_of_the_filter_once(store: Any) -> None:
     await _runs(store, 3, queue="other", at=at)
     await store.apply(Change(run_patches=[RunPatch(run_id=i, status=RunStatus.FAILED,
                                                    ended_at=at) for i in failed]))
-    finished: list[str] = []
-    jobs = BulkJobs(store, replay=replay_of, on_finished=finished.append, page_size=3)
+    jobs = BulkJobs(store, runs=RunLifecycle(store), page_size=3)
     job = await jobs.start("replay", RunFilter(statuses=(RunStatus.FAILED,), queue="q"))
     assert (job.total, job.status) == (7, "running")
     assert await _drain(store, jobs) == 3
@@ -67,13 +78,13 @@ async def test_bulk__cancel_skips_ended_runs(store: Any) -> None:
     ids = await _runs(store, 5, queue="q", at=at)
     await store.apply(Change(run_patches=[RunPatch(run_id=ids[0], status=RunStatus.COMPLETED,
                                                    ended_at=at)]))
-    finished: list[str] = []
-    jobs = BulkJobs(store, replay=replay_of, on_finished=finished.append, page_size=2)
+    runs = _Recording(store)
+    jobs = BulkJobs(store, runs=runs, page_size=2)
     job = await jobs.start("cancel", RunFilter(queue="q"))
     await _drain(store, jobs)
     done = await jobs.get(job.id)
     assert done is not None and (done.done, done.skipped, done.status) == (4, 1, "completed")
-    assert sorted(finished) == sorted(ids[1:])
+    assert sorted(runs.finished) == sorted(ids[1:])
     for run_id in ids[1:]:
         run = await store.run_get(run_id=run_id, with_steps=False)
         assert run is not None and run.status is RunStatus.CANCELLED
@@ -85,7 +96,7 @@ async def test_bulk__a_page_whose_engine_died_is_redone_once(store: Any) -> None
     await store.apply(Change(run_patches=[RunPatch(run_id=r.id, status=RunStatus.FAILED,
                                                    ended_at=at) for r in (await store.run_list(
         filter=RunFilter(queue="q"), cursor=None, limit=10)).data]))
-    jobs = BulkJobs(store, replay=replay_of, on_finished=lambda _id: None, page_size=10)
+    jobs = BulkJobs(store, runs=RunLifecycle(store), page_size=10)
     job = await jobs.start("replay", RunFilter(statuses=(RunStatus.FAILED,), queue="q"))
     # An engine claims the page and dies before committing: its lease expires.
     claimed = await store.queue_claim(owner="dead", token=new_token(), now=now(), limit=1,
@@ -105,7 +116,7 @@ async def test_bulk__a_page_whose_engine_died_is_redone_once(store: Any) -> None
 async def test_bulk__stop_ends_the_job_before_its_next_page(store: Any) -> None:
     at = now()
     await _runs(store, 6, queue="q", at=at)
-    jobs = BulkJobs(store, replay=replay_of, on_finished=lambda _id: None, page_size=2)
+    jobs = BulkJobs(store, runs=RunLifecycle(store), page_size=2)
     job = await jobs.start("replay", RunFilter(queue="q"))
     assert await jobs.stop(job.id) is True
     assert await jobs.stop(job.id) is False

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from offload.engine.runs import RunLifecycle
 from offload.errors import LeaseLostError
 from offload.models import ItemKind, RunStatus
 from offload.store.base import Change, NewItem, NewWait
+from offload.store.sql import EXHAUSTED_HOLD_MS
 
 from .conftest import T0, at, claim_one, count, create_run
 
@@ -69,12 +72,22 @@ async def test_lease_rescue_expired__counts_expiries_and_exhausts(store: Any) ->
     now += 11
     [r] = await store.lease_rescue_expired(now=at(now), max_expiries=3)
     assert (r.item_id, r.run_id, r.expiries, r.exhausted) == (item.id, "r1", 3, True)
+    # The store only reports it: the run lifecycle fails the run (engine/runs.py). Until
+    # then the item is held back, so an engine dying in between loses nothing.
+    run = await store.run_get(run_id="r1")
+    assert run is not None and not run.status.terminal
+    assert await store.queue_next_due() == at(now) + timedelta(milliseconds=EXHAUSTED_HOLD_MS)
+    failed = await RunLifecycle(store).lease_exhausted(r)
+    assert failed is not None and failed.status is RunStatus.FAILED
     run = await store.run_get(run_id="r1")
     assert run is not None
-    assert run.status is RunStatus.FAILED and run.ended_at == at(now)
+    assert run.status is RunStatus.FAILED and run.ended_at is not None
     assert run.error is not None and run.error["name"] == "lease_exhausted"
-    assert await count(store, "queue_items") == 0
+    assert await count(store, "queue_items", "run_id = ?", ("r1",)) == 0
     assert await store.wait_list(event_name="e") == []
+    names = [e.name for e in (await store.event_list(name=None, after=None, before=None,
+                                                     cursor=None, limit=10)).data]
+    assert sorted(names) == ["inngest/function.failed", "inngest/function.finished"]
 
 
 async def test_lease_rescue_expired__exhausted_item_without_run(store: Any) -> None:

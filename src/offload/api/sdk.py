@@ -24,12 +24,12 @@ from starlette.responses import JSONResponse
 from offload.api.identifiers import check_identifier
 from offload.clock import now, now_ms
 from offload.engine import flow
-from offload.engine.executor import memos_and_stack, server_kind
 from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import App, Function
 from offload.outbound.tracing import parse_traceparent
 from offload.protocol.messages import event_ids_from_seed, parse_register_request
+from offload.protocol.runs import memos_and_stack, server_kind
 from offload.protocol.signing import bearer_matches
 from offload.store.base import Change, NewEvent
 

@@ -10,9 +10,8 @@ mode every page needs a login (:mod:`offload.dashboard.login`).
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,16 +25,17 @@ from starlette.templating import Jinja2Templates
 
 from offload import __version__
 from offload.api.shapes import app_json, event_json, function_json, run_json
+from offload.api.v1.runs import rerun_from_step
 from offload.clock import now
 from offload.dashboard.login import Sessions
+from offload.engine.apps import AppSyncError
 from offload.engine.bulk import BulkJobs
 from offload.engine.cron import next_tick, parse_cron
-from offload.engine.replay import replay_of
-from offload.errors import CronError
+from offload.errors import CronError, ValidationError
 from offload.models import HTTP_FUNCTION_ID, Run, RunStatus
 from offload.outbound.tracing import trace_id
 from offload.security.redact import redact_headers
-from offload.store.base import Change, RunFilter
+from offload.store.base import RunFilter
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +62,7 @@ _SECURITY_HEADERS = {
 _NOTICES = {
     "cancelled": "Run cancelled.",
     "already_ended": "The run had already ended; nothing was cancelled.",
-    "resync_started": "Resync requested.",
+    "resync_done": "App synced again.",
     "resync_failed": "Resync failed: the app's sync error is shown below.",
     "resync_unavailable": "This engine cannot resync apps.",
     "bulk_stopped": "Bulk job stopped.",
@@ -515,19 +515,6 @@ async def bulk_stop(job_id: str, request: Request) -> Response:
 
 # -- one run -------------------------------------------------------------------------------
 
-def _rerun_function() -> Callable[..., Any] | None:
-    """The engine's rerun-from-step, if this build has one."""
-    for module_name in ("offload.api.v1.runs", "offload.engine.rerun"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        fn = getattr(module, "rerun_from_step", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
-
-
 def _bar(start: datetime | None, end: datetime | None, origin: datetime,
          total_s: float) -> dict[str, float] | None:
     if start is None:
@@ -637,7 +624,7 @@ async def run_page(run_id: str, request: Request) -> Response:
         "replayed_as": replays.get(run.id), "restarts": _restarts(body),
         "trace_id": trace_id(run.id), "timeline": timeline, "terminal": run.status.terminal,
         "duration": _fmt_ms(_duration_ms(run.started_at, run.ended_at)),
-        "can_rerun": _rerun_function() is not None})
+        "can_rerun": True})
 
 
 @router.post("/runs/{run_id}/cancel")
@@ -647,12 +634,7 @@ async def run_cancel(run_id: str, request: Request) -> Response:
     if refused is not None:
         return refused
     engine = request.app.state.engine
-    cancelled = await engine.store.run_cancel(
-        run_id=run_id, at=now(), error={"name": "cancelled",
-                                        "message": "cancelled from the dashboard",
-                                        "stack": None})
-    if cancelled is not None:
-        engine.notify_finished(run_id)
+    cancelled = await engine.runs.cancel(run_id, "dashboard")
     notice = "cancelled" if cancelled is not None else "already_ended"
     return _redirect(f"/runs/{quote(run_id)}?notice={notice}")
 
@@ -663,14 +645,14 @@ async def run_replay(run_id: str, request: Request) -> Response:
     _, refused = await _post_gate(request)
     if refused is not None:
         return refused
-    store = request.app.state.engine.store
-    run = await store.run_get(run_id=run_id, with_steps=False)
+    engine = request.app.state.engine
+    run = await engine.store.run_get(run_id=run_id, with_steps=False)
     if run is None:
         return _render(request, "error.html", {"title": "Run not found",
                                                "message": "Nothing to replay."},
                        status_code=404)
-    result = await store.apply(Change(runs=[replay_of(run, now())]))
-    return _redirect(f"/runs/{quote(result.runs[0][0].id)}")
+    replayed = await engine.runs.replay(run)
+    return _redirect(f"/runs/{quote(replayed.id)}")
 
 
 @router.post("/runs/{run_id}/rerun")
@@ -679,10 +661,9 @@ async def run_rerun(run_id: str, request: Request) -> Response:
     form, refused = await _post_gate(request)
     if refused is not None:
         return refused
-    fn = _rerun_function()
     engine = request.app.state.engine
     run = await engine.store.run_get(run_id=run_id)
-    if fn is None or run is None:
+    if run is None:
         return _render(request, "error.html", {"title": "Not available",
                                                "message": "Rerun from step is not available."},
                        status_code=404)
@@ -692,13 +673,12 @@ async def run_rerun(run_id: str, request: Request) -> Response:
     except ValueError as exc:
         return _render(request, "error.html", {"title": "Input is not JSON",
                                                "message": str(exc)}, status_code=400)
-    result = fn(engine, run, step_id=str(form.get("step_id") or ""), input=new_input)
-    if hasattr(result, "__await__"):
-        result = await result
-    new_id = getattr(result, "id", None)
-    if not isinstance(new_id, str):
+    try:
+        rerun = await rerun_from_step(engine, run, step_id=str(form.get("step_id") or ""),
+                                      input=new_input)
+    except ValidationError:
         return _redirect(f"/runs/{quote(run_id)}?notice=rerun_failed")
-    return _redirect(f"/runs/{quote(new_id)}")
+    return _redirect(f"/runs/{quote(rerun.id)}")
 
 
 # -- events --------------------------------------------------------------------------------
@@ -725,19 +705,6 @@ async def event_page(event_id: str, request: Request) -> Response:
 
 _FLOW_KEYS = ("concurrency", "throttle", "rateLimit", "debounce", "batchEvents", "priority",
               "singleton", "idempotency", "cancel", "timeouts")
-
-
-def _resync_function() -> Callable[..., Any] | None:
-    """The engine's app resync, if this build has one."""
-    try:
-        module = importlib.import_module("offload.api.v1.apps")
-    except ImportError:
-        return None
-    for name in ("resync_app", "resync"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
 
 
 def _function_view(function: Any) -> dict[str, Any]:
@@ -767,7 +734,7 @@ async def apps(request: Request) -> Response:
         functions = await store.function_list(app_id=app.id)
         views.append({**app_json(app), "functions": [_function_view(f) for f in functions]})
     return _render(request, "apps.html", {"nav": "apps", "apps": views,
-                                          "can_resync": _resync_function() is not None})
+                                          "can_resync": True})
 
 
 @router.post("/apps/{app_id}/resync")
@@ -776,9 +743,6 @@ async def app_resync(app_id: str, request: Request) -> Response:
     _, refused = await _post_gate(request)
     if refused is not None:
         return refused
-    fn = _resync_function()
-    if fn is None:
-        return _redirect("/apps?notice=resync_unavailable")
     engine = request.app.state.engine
     app = await engine.store.app_get(app_id=app_id)
     if app is None:
@@ -786,12 +750,10 @@ async def app_resync(app_id: str, request: Request) -> Response:
                                                "message": f"No app {app_id[:64]}."},
                        status_code=404)
     try:
-        result = fn(engine, app)
-        if hasattr(result, "__await__"):
-            await result
-    except Exception:  # noqa: BLE001 - shown as the app's stored sync error
+        await engine.apps.resync(app.id)
+    except AppSyncError:  # recorded on the app: the page shows it as its sync error
         return _redirect("/apps?notice=resync_failed")
-    return _redirect("/apps?notice=resync_started")
+    return _redirect("/apps?notice=resync_done")
 
 
 @router.get("/crons")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from offload.clock import now
 from offload.config import Settings, ensure_webhook_secret
+from offload.engine.apps import AppSync
 from offload.engine.identity import NodeIdentity
+from offload.engine.runs import RunLifecycle
 from offload.models import ItemKind, QueueItem
 from offload.store import Store, open_store
 from offload.store.base import Change, Fence
@@ -37,7 +37,8 @@ class Engine:
         self.vault = Vault(box_for(self.settings.secrets_key, dev=self.settings.dev,
                                    data_dir=self.settings.data_dir), self.store)
         """Stored secrets: sealed with the secrets key, opened at call time."""
-        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self.runs = RunLifecycle(self.store)
+        """The run lifecycle: the only code that ends runs; wakes ``/wait`` callers."""
         self.client: OutboundClient | None = None
         self.started = False
         self._services: list[object] = []
@@ -71,14 +72,15 @@ class Engine:
         policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
                                allow_list=s.outbound_allow)
         self.client = build_client(policy=policy, timeout_s=s.call_timeout_s)
+        self.apps = AppSync(self.store, self.client, s)
+        """App sync and resync (API, dashboard, CLI through the API)."""
         assert s.webhook_secret is not None
         self.http_tasks = HttpTasks(self.store, self.client, webhook_secret=s.webhook_secret,
                                     max_response_bytes=s.max_response_bytes,
-                                    on_finished=self.notify_finished, vault=self.vault)
+                                    on_finished=self.runs.ended, vault=self.vault)
         from offload.engine.bulk import BulkJobs
-        from offload.engine.replay import replay_of
 
-        self.bulk = BulkJobs(self.store, replay=replay_of, on_finished=self.notify_finished)
+        self.bulk = BulkJobs(self.store, runs=self.runs)
         self.scheduler = Scheduler(
             self.store,
             {ItemKind.RUN: self._run_item, ItemKind.CALLBACK: self.http_tasks.deliver_callback,
@@ -86,7 +88,8 @@ class Engine:
              ItemKind.BULK: self.bulk.process, ItemKind.RUN_TIMEOUT: self._timeout_item},
             max_inflight=s.max_inflight, lease=timedelta(seconds=s.lease_s),
             rescue_every=timedelta(seconds=s.rescue_every_s),
-            max_expiries=s.max_lease_expiries, owner=self.identity.owner())
+            max_expiries=s.max_lease_expiries, owner=self.identity.owner(),
+            on_exhausted=self.runs.lease_exhausted)
         from offload.engine.maintenance import Maintenance
 
         self.maintenance = Maintenance(self.store,
@@ -113,8 +116,7 @@ class Engine:
         at = now()
         taken = await self.store.lease_expire_owned(owner_prefix=prefix, now=at)
         if taken:
-            await self.store.lease_rescue_expired(now=at,
-                                                  max_expiries=self.settings.max_lease_expiries)
+            await self.scheduler.rescue()  # exhausted runs are failed by engine.runs
             log.warning("leases of the previous process taken back",
                         extra={"items": taken, "node": prefix.rstrip("/")})
 
@@ -165,27 +167,14 @@ class Engine:
     async def _timeout_item(self, item: QueueItem) -> None:
         from offload.engine import timeouts
 
-        await timeouts.handle(self.store, item, on_finished=self.notify_finished)
+        await timeouts.handle(self.runs, item)
 
     # -- run completion --------------------------------------------------------------------
 
     def notify_finished(self, run_id: str) -> None:
         """Wake callers waiting in ``/v1/runs/{id}/wait`` for this run."""
-        for future in self._waiters.pop(run_id, []):
-            if not future.done():
-                future.set_result(None)
+        self.runs.ended(run_id)
 
     async def wait_finished(self, run_id: str, timeout: float) -> None:
         """Return when this process sees ``run_id`` end, or after ``timeout`` seconds."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters[run_id].append(future)
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
-        finally:
-            waiters = self._waiters.get(run_id)
-            if waiters and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    self._waiters.pop(run_id, None)
+        await self.runs.wait(run_id, timeout)

@@ -14,16 +14,16 @@ so the runs a replay creates are never picked up by the same job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
 from offload.clock import now
+from offload.engine.replay import replay_of
+from offload.engine.runs import RunLifecycle
 from offload.ids import new_id
-from offload.logging import log_run
-from offload.models import BulkJob, ItemKind, QueueItem, Run, RunStatus
-from offload.store.base import BulkProgress, Change, Fence, NewItem, NewRun, RunFilter, Store
+from offload.models import BulkJob, ItemKind, QueueItem, RunStatus
+from offload.store.base import BulkProgress, Change, Fence, NewItem, RunFilter, Store
 
 log = logging.getLogger("offload.bulk")
 
@@ -61,11 +61,9 @@ def filter_from_json(data: dict[str, Any]) -> RunFilter:
 class BulkJobs:
     """Starts bulk jobs and works through their pages as queue items."""
 
-    def __init__(self, store: Store, *, replay: Callable[[Run, datetime], NewRun],
-                 on_finished: Callable[[str], None], page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, store: Store, *, runs: RunLifecycle, page_size: int = PAGE_SIZE) -> None:
         self.store = store
-        self.replay = replay
-        self.on_finished = on_finished
+        self.runs = runs
         self.page_size = page_size
 
     async def start(self, action: Action, filter: RunFilter) -> BulkJob:
@@ -110,26 +108,17 @@ class BulkJobs:
         at = now()
         change = Change(fence=fence)
         progress = BulkProgress(job_id=job.id, at=at)
-        finished: list[str] = []
         if job.action == "replay":
-            change.runs = [self.replay(run, at) for run in page.data]
+            change.runs = [replay_of(run, at) for run in page.data]
             progress.done = len(page.data)
         else:
             for run in page.data:
-                if run.status.terminal:
-                    progress.skipped += 1
-                    continue
-                cancelled = await self.store.run_cancel(
-                    run_id=run.id, at=at,
-                    error={"name": "cancelled", "message": "cancelled in bulk", "stack": None})
+                cancelled = None if run.status.terminal else await self.runs.cancel(
+                    run.id, "bulk", detail=f"job {job.id}", run=run)
                 if cancelled is None:
                     progress.skipped += 1
                 else:
                     progress.done += 1
-                    finished.append(run.id)
-                    log_run(run.id, run.function_id, "cancelled",
-                            correlation_id=run.correlation_id, error=cancelled.error,
-                            by=f"bulk:{job.id}")
         if page.next_cursor is None:
             progress.status = "completed"
         else:
@@ -137,7 +126,5 @@ class BulkJobs:
                 "job_id": job.id, "cursor": page.next_cursor}))
         change.bulk_progress.append(progress)
         await self.store.apply(change)
-        for run_id in finished:
-            self.on_finished(run_id)
         if progress.status == "completed":
             log.info("bulk job ended", extra={"job_id": job.id, "action": job.action})

@@ -21,21 +21,20 @@ lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from offload.clock import now
 from offload.config import Settings
 from offload.engine.catalog import FunctionCatalog
 from offload.engine.retries import backoff_delay
+from offload.engine.runs import RunLifecycle, end_events
 from offload.engine.triggers import with_controls
 from offload.errors import (
     OutboundError,
     ProtocolError,
     StaleRunError,
-    ValidationError,
 )
 from offload.ids import new_id
 from offload.logging import log_run
@@ -54,16 +53,10 @@ from offload.outbound.http import OutboundClient, send
 from offload.outbound.tracing import traceparent
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
-    DEFAULT_RETRIES,
-    MAX_RETRIES,
     build_call_request,
     build_call_url,
     correlation_id,
-    function_failed_event,
-    function_finished_event,
     invoke_event,
-    memo_error,
-    memo_output,
 )
 from offload.protocol.opcodes import (
     GeneratorOp,
@@ -73,6 +66,14 @@ from offload.protocol.opcodes import (
     parse_sdk_response,
     sleep_until,
     wait_for_event_spec,
+)
+from offload.protocol.runs import (
+    DONE,
+    function_retries,
+    function_url,
+    memos_and_stack,
+    pending_steps,
+    server_kind,
 )
 from offload.protocol.signing import sign_request
 from offload.store.base import (
@@ -92,71 +93,7 @@ log = logging.getLogger("offload.executor")
 DISCOVERY = "step"
 """The ``stepId`` of a discovery call."""
 MAX_GUARD_RETRIES = 20
-_DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
-_PENDING = (StepStatus.PLANNED, StepStatus.ERRORED, StepStatus.RUNNING)
-_NO_MEMO: Any = object()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def server_kind(settings: Settings) -> str:
-    """What offload presents as to SDKs: ``cloud`` (signed requests) with a signing key,
-    else ``dev``. Apps in the other mode refuse to sync, with a clear error."""
-    return "cloud" if settings.signing_key else "dev"
-
-
-def function_retries(config: dict[str, Any]) -> int:
-    """Retries of a function (attempts = retries + 1): ``steps.step.retries.attempts``."""
-    steps = config.get("steps")
-    if isinstance(steps, dict) and steps:
-        step = steps.get("step") or next(iter(steps.values()))
-        retries = (step or {}).get("retries") if isinstance(step, dict) else None
-        if isinstance(retries, dict):
-            attempts = retries.get("attempts")
-            if isinstance(attempts, int | float) and not isinstance(attempts, bool):
-                return max(0, min(int(attempts), MAX_RETRIES))
-    return DEFAULT_RETRIES
-
-
-def function_url(config: dict[str, Any]) -> str:
-    """The URL the app serves a function's steps at."""
-    steps = config.get("steps")
-    if isinstance(steps, dict) and steps:
-        step = steps.get("step") or next(iter(steps.values()))
-        if isinstance(step, dict):
-            url = (step.get("runtime") or {}).get("url")
-            if isinstance(url, str) and url:
-                return url
-    raise ValidationError("steps.step.runtime.url", "is missing", "required")
-
-
-def memo_of(step: Step) -> Any:
-    """What the SDK receives for a finished step, or ``_NO_MEMO`` for an unfinished one."""
-    if step.status is StepStatus.FAILED:
-        return memo_error(step.error or {})
-    if step.status is not StepStatus.COMPLETED:
-        return _NO_MEMO
-    if step.kind is StepKind.SLEEP:
-        return None
-    if step.kind is StepKind.WAIT_FOR_EVENT:
-        return step.output
-    return memo_output(step.output)
-
-
-def memos_and_stack(steps: list[Step]) -> tuple[dict[str, Any], list[str]]:
-    """The ``steps`` memo map and ``ctx.stack`` (completion order) of a run."""
-    done = [s for s in steps if s.status in _DONE]
-    done.sort(key=lambda s: (s.ended_at or s.started_at or _EPOCH, s.position))
-    memos: dict[str, Any] = {}
-    for step in done:
-        memo = memo_of(step)
-        if memo is not _NO_MEMO:
-            memos[step.id] = memo
-    return memos, [s.id for s in done]
-
-
-def pending_steps(steps: list[Step]) -> list[Step]:
-    """Planned steps not finished yet (parallel steps and steps awaiting a retry)."""
-    return [s for s in steps if s.kind is StepKind.RUN and s.status in _PENDING]
+_DONE = DONE
 
 
 def retry_delay(attempt: int, retry_after: datetime | timedelta | None,
@@ -193,13 +130,13 @@ class Executor:
     """Runs durable-function attempts for an engine."""
 
     def __init__(self, store: Store, client: OutboundClient, settings: Settings, *,
-                 on_finished: Callable[[str], None],
-                 functions: FunctionCatalog | None = None) -> None:
+                 runs: RunLifecycle, functions: FunctionCatalog | None = None) -> None:
         self.store = store
         self.functions = functions or FunctionCatalog(store, ttl=0)
         self.client = client
         self.settings = settings
-        self.on_finished = on_finished
+        self.runs = runs
+        """The run lifecycle: ends runs the executor gives up on, wakes waiters."""
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -212,10 +149,10 @@ class Executor:
             await self.store.apply(Change(fence=fence))
             return
         if fn is None:
-            await self._fail_run(full, fence, item, {
+            await self.runs.fail(full.id, {
                 "name": "FunctionNotFound",
                 "message": f"function {run.function_id!r} is not synced any more",
-                "stack": None})
+                "stack": None}, reason="function_not_found", fence=fence, run=full)
             return
         wake = item.payload.get("wake")
         if isinstance(wake, str):
@@ -245,7 +182,8 @@ class Executor:
                 continue
             self._log(full, outcome)
             if outcome.finished:
-                self.on_finished(run.id)
+                patch = outcome.change.run_patches[0]
+                self.runs.ended(run.id, patch.status)
             return
         raise StaleRunError(f"run {run.id}: gave up after {MAX_GUARD_RETRIES} conflicts")
 
@@ -348,10 +286,9 @@ class Executor:
         patch.error = None
         patch.ended_at = at
         change.delete_waits_of_runs.append(run.id)
-        finished = function_finished_event(
-            function_id=fn.id, run_id=run.id, events=[e.as_payload() for e in events], ts=at,
-            result=output, correlation_id=run.correlation_id)
-        change.events.append(_new_event(finished, at))
+        change.events.extend(end_events(run, RunStatus.COMPLETED, function_id=fn.id, at=at,
+                                        triggers=[e.as_payload() for e in events],
+                                        output=output))
 
     def _fail(self, fn: Function, run: Run, events: list[Event], change: Change,
               patch: RunPatch, error: dict[str, Any], at: datetime) -> None:
@@ -359,13 +296,9 @@ class Executor:
         patch.error = error
         patch.ended_at = at
         change.delete_waits_of_runs.append(run.id)
-        payloads = [e.as_payload() for e in events]
-        failed = function_failed_event(function_id=fn.id, run_id=run.id, events=payloads,
-                                       error=error, ts=at, correlation_id=run.correlation_id)
-        finished = function_finished_event(function_id=fn.id, run_id=run.id, events=payloads,
-                                           ts=at, error=error,
-                                           correlation_id=run.correlation_id)
-        change.events.extend([_new_event(failed, at), _new_event(finished, at)])
+        change.events.extend(end_events(run, RunStatus.FAILED, function_id=fn.id, at=at,
+                                        triggers=[e.as_payload() for e in events],
+                                        error=error))
 
     def _function_error(self, fn: Function, run: Run, events: list[Event], item: QueueItem,
                         call: Call, outcome: Outcome, at: datetime) -> Outcome:
@@ -598,33 +531,9 @@ class Executor:
             change.run_patches.append(RunPatch(run_id=run.id, status=RunStatus.RUNNING))
         await self.store.apply(change)
 
-    async def _fail_run(self, run: Run, fence: Fence, item: QueueItem,
-                        error: dict[str, Any]) -> None:
-        at = now()
-        events = await self.store.event_get_many(event_ids=run.event_ids)
-        patch = RunPatch(run_id=run.id)
-        change = Change(fence=fence, run_patches=[patch])
-        payloads = [e.as_payload() for e in events]
-        patch.status = RunStatus.FAILED
-        patch.error = error
-        patch.ended_at = at
-        change.delete_waits_of_runs.append(run.id)
-        finished = function_finished_event(function_id=run.function_id, run_id=run.id,
-                                           events=payloads, ts=at, error=error,
-                                           correlation_id=run.correlation_id)
-        change.events.append(_new_event(finished, at))
-        await self.store.apply(change)
-        self.on_finished(run.id)
-
 
 def _is_race(known: Step | None, op: GeneratorOp) -> bool:
     if op.parallel_mode == "race":
         return True
     return bool(known is not None and isinstance(known.input, dict)
                 and known.input.get("parallel_mode") == "race")
-
-
-def _new_event(event: dict[str, Any], at: datetime, *, fanout: bool = True) -> NewEvent:
-    """A lifecycle event to store (and fan out, so waits and on-failure handlers see it)."""
-    return NewEvent(id=new_id(), name=event["name"], data=event["data"], ts=event["ts"],
-                    received_at=at, user=event.get("user"), fanout=fanout)

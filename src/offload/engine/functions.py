@@ -18,8 +18,7 @@ def attach(engine: Engine) -> None:
     assert engine.client is not None
     engine.functions = FunctionCatalog(engine.store)
     engine.executor = Executor(engine.store, engine.client, engine.settings,
-                               on_finished=engine.notify_finished, functions=engine.functions)
-    engine.triggers = Triggers(engine.store, on_finished=engine.notify_finished,
-                               functions=engine.functions)
+                               runs=engine.runs, functions=engine.functions)
+    engine.triggers = Triggers(engine.store, runs=engine.runs, functions=engine.functions)
     engine.cron = CronService(engine.store, catchup=engine.settings.cron_catchup)
     engine._services.append(engine.cron)

@@ -20,12 +20,12 @@ from offload.clock import now
 from offload.errors import LeaseLostError, StoreError
 from offload.ids import new_id, new_token
 from offload.models import ItemKind, QueueItem
-from offload.store.base import Store
-from offload.store.sql import WAKE_WITHIN_MS
+from offload.store.base import WAKE_WITHIN_MS, Rescued, Store
 
 log = logging.getLogger("offload.scheduler")
 
 Handler = Callable[[QueueItem], Awaitable[None]]
+OnExhausted = Callable[[Rescued], Awaitable[object]]
 IDLE_POLL_S = WAKE_WITHIN_MS / 1000
 """Longest sleep without a wake-up: catches work committed by other SQLite processes,
 and work committed due later than WAKE_WITHIN_MS (such commits wake no one)."""
@@ -47,6 +47,7 @@ class Scheduler:
         max_expiries: int = 5,
         batch: int = 64,
         owner: str | None = None,
+        on_exhausted: OnExhausted | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -56,6 +57,9 @@ class Scheduler:
         self.rescue_every = rescue_every
         self.max_expiries = max_expiries
         self.batch = batch
+        self.on_exhausted = on_exhausted
+        """Called for each rescued item past ``max_expiries`` (``RunLifecycle.lease_exhausted``
+        fails its run)."""
         self._wake = asyncio.Event()
         self._slot = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -201,13 +205,36 @@ class Scheduler:
         while not self._stopping:
             await asyncio.sleep(self.rescue_every.total_seconds())
             try:
-                rescued = await self.store.lease_rescue_expired(
-                    now=now(), max_expiries=self.max_expiries)
+                await self.rescue()
             except StoreError as exc:
                 log.warning("lease rescue failed", extra={"error": str(exc)})
-                continue
-            for r in rescued:
-                log.warning("lease expired; item rescued" if not r.exhausted
-                            else "lease expired too often; run failed",
-                            extra={"item_id": r.item_id, "run_id": r.run_id,
-                                   "expiries": r.expiries})
+
+    async def rescue(self) -> list[Rescued]:
+        """Make items with expired leases due again; hand exhausted ones to
+        ``on_exhausted``. One pass of the rescue loop."""
+        rescued = await self.store.lease_rescue_expired(now=now(),
+                                                        max_expiries=self.max_expiries)
+        for r in rescued:
+            log.warning("lease expired; item rescued" if not r.exhausted
+                        else "lease expired too often; giving up on the item",
+                        extra={"item_id": r.item_id, "run_id": r.run_id,
+                               "expiries": r.expiries})
+            if r.exhausted and self.on_exhausted is not None:
+                await self.on_exhausted(r)
+        return rescued
+
+    async def run_due(self) -> int:
+        """Claim every item due now and handle it to the end; how many were handled.
+
+        For tests that drive the engine in-process (with a fake clock): the claim loop
+        does the same continuously.
+        """
+        handled = 0
+        while True:
+            at = now()
+            items = await self.store.queue_claim(owner=self.owner, token=new_token(), now=at,
+                                                 limit=self.batch, lease_until=at + self.lease)
+            if not items:
+                return handled
+            await asyncio.gather(*(self._handle(item) for item in items))
+            handled += len(items)

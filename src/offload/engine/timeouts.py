@@ -11,22 +11,17 @@ Functions set them with the SDKs' ``timeouts: {start, finish}``; HTTP tasks with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from offload.clock import now
-from offload.errors import LeaseLostError, ValidationError
-from offload.logging import log_run
+from offload.errors import ValidationError
 from offload.models import ItemKind, QueueItem
 from offload.protocol.durations import parse_duration
-from offload.store.base import Change, Fence, NewItem, NewRun, Store
+from offload.store.base import Change, Fence, NewItem, NewRun
 
-_ERRORS = {
-    "start": ("StartTimeoutError", "the run did not start within its start timeout ({})"),
-    "finish": ("FinishTimeoutError", "the run did not finish within its finish timeout ({})"),
-}
-
+if TYPE_CHECKING:
+    from offload.engine.runs import RunLifecycle
 
 def function_timeouts(config: Mapping[str, Any]) -> tuple[timedelta | None, timedelta | None]:
     """``(start, finish)`` from a function's ``timeouts`` config; bad values are ignored
@@ -59,24 +54,16 @@ def add_timeouts(run: NewRun, *, start: timedelta | None = None,
     return run
 
 
-async def handle(store: Store, item: QueueItem, *, on_finished: Callable[[str], None]) -> None:
+async def handle(runs: RunLifecycle, item: QueueItem) -> None:
     """Cancel the run of a due timeout item if the timeout still applies."""
     fence = Fence(item.id, item.lease_token or "")
-    run = await store.run_get(run_id=item.run_id or "", with_steps=False)
-    which = str(item.payload.get("which", "finish"))
+    run = await runs.store.run_get(run_id=item.run_id or "", with_steps=False)
+    which = "start" if item.payload.get("which") == "start" else "finish"
     applies = run is not None and not run.status.terminal and (
         which == "finish" or run.started_at is None)
-    if run is not None and applies:
-        name, message = _ERRORS.get(which, _ERRORS["finish"])
-        after = timedelta(seconds=float(item.payload.get("after_s", 0)))
-        cancelled = await store.run_cancel(
-            run_id=run.id, at=now(),
-            error={"name": name, "message": message.format(after), "stack": None})
-        if cancelled is not None:
-            log_run(run.id, run.function_id, "cancelled", correlation_id=run.correlation_id,
-                    error=cancelled.error, by=f"{which}_timeout")
-            on_finished(run.id)
-    try:
-        await store.apply(Change(fence=fence))
-    except LeaseLostError:
-        pass  # cancelling the run dropped this item too
+    if run is None or not applies:
+        await runs.store.apply(Change(fence=fence))
+        return
+    after = timedelta(seconds=float(item.payload.get("after_s", 0)))
+    await runs.cancel(run.id, "start_timeout" if which == "start" else "finish_timeout",
+                      detail=str(after), fence=fence, run=run)

@@ -20,7 +20,6 @@ timeout error, unless an event got there first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,10 +27,10 @@ from offload.clock import now
 from offload.engine import flow
 from offload.engine.catalog import FunctionCatalog
 from offload.engine.expressions import compile_expression
+from offload.engine.runs import RunLifecycle
 from offload.engine.timeouts import add_timeouts, function_timeouts
 from offload.errors import ExpressionError, ValidationError
 from offload.ids import new_id
-from offload.logging import log_run
 from offload.models import (
     Event,
     Function,
@@ -47,12 +46,10 @@ from offload.protocol.messages import (
     FUNCTION_FINISHED_EVENT,
     FUNCTION_INVOKED_EVENT,
     INVOKE_TIMEOUT_ERROR,
-    function_cancelled_event,
 )
 from offload.store.base import (
     Change,
     Fence,
-    NewEvent,
     NewItem,
     NewRun,
     Resume,
@@ -135,10 +132,10 @@ def _resume(wait: Wait, at: datetime, *, output: Any = None,
 class Triggers:
     """Fans events out and times waits out."""
 
-    def __init__(self, store: Store, *, on_finished: Callable[[str], None],
+    def __init__(self, store: Store, *, runs: RunLifecycle,
                  functions: FunctionCatalog | None = None) -> None:
         self.store = store
-        self.on_finished = on_finished
+        self.runs = runs
         self.functions = functions or FunctionCatalog(store, ttl=0)
 
     async def fan_out(self, item: QueueItem) -> None:
@@ -170,8 +167,8 @@ class Triggers:
                                                       output=event.data.get("result")))
         await self._cancel_matching(functions, payload, at)
         result = await self.store.apply(change)
-        for run_id in result.cancelled:  # replaced by a singleton run in cancel mode
-            self.on_finished(run_id)
+        if result.cancelled:  # replaced by a singleton run in cancel mode
+            await self.runs.announce_cancelled(result.cancelled, "singleton")
 
     async def _cancel_matching(self, functions: list[Function], payload: dict[str, Any],
                                at: datetime) -> None:
@@ -193,29 +190,11 @@ class Triggers:
                         if _expired(cancel.get("timeout"), run.created_at, at):
                             continue
                         if _matches(cancel.get("if"), {"event": trigger, "async": payload}):
-                            await self._cancel(fn, run.id, trigger, at)
+                            await self.runs.cancel(run.id, "cancel_event", run=run)
                             break
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-
-    async def _cancel(self, fn: Function, run_id: str, trigger: dict[str, Any],
-                      at: datetime) -> None:
-        cancelled = await self.store.run_cancel(
-            run_id=run_id, at=at,
-            error={"name": "FunctionCancelledError", "message": "cancelled by a cancel event",
-                   "stack": None})
-        if cancelled is None:
-            return
-        log_run(run_id, fn.id, "cancelled", correlation_id=cancelled.correlation_id,
-                error=cancelled.error, by="cancel_event")
-        event = function_cancelled_event(function_id=fn.id, run_id=run_id,
-                                         events=[trigger] if trigger else [], ts=at,
-                                         correlation_id=cancelled.correlation_id)
-        await self.store.apply(Change(events=[NewEvent(
-            id=new_id(), name=event["name"], data=event["data"], ts=event["ts"],
-            received_at=at)]))
-        self.on_finished(run_id)
 
     async def time_out(self, item: QueueItem) -> None:
         """Resume a wait that reached its timeout (no-op if it was resumed already)."""

@@ -406,12 +406,20 @@ def prepare_items(tx: Tx, run: NewRun) -> None:
 def cancel_run(store: SqlStore, tx: Tx, run_id: str, at: Any, error: dict[str, Any]
                ) -> tuple[Any, ...] | None:
     """Cancel an unfinished run inside ``tx``: drop its items and waits, free its slots."""
+    return end_run(store, tx, run_id, RunStatus.CANCELLED, at, error)
+
+
+def end_run(store: SqlStore, tx: Tx, run_id: str, status: RunStatus, at: Any,
+            error: Any) -> tuple[Any, ...] | None:
+    """End an unfinished run inside ``tx`` as ``status``: drop its items (callbacks stay)
+    and waits, free its slots. The run's row, or None if it had ended already."""
     from offload.store.sql import RUN_COLS, TERMINAL_SQL
 
     rows = tx.execute(
-        f"UPDATE runs SET status = 'cancelled', ended_at = ?, updated_at = ?, error = ? "
+        f"UPDATE runs SET status = ?, ended_at = ?, updated_at = ?, error = ? "
         f"WHERE id = ? AND status NOT IN {TERMINAL_SQL} RETURNING {RUN_COLS}",
-        (to_ms(at), to_ms(at), _dumps(error), run_id))
+        (status.value, to_ms(at), to_ms(at), None if error is None else _dumps(error),
+         run_id))
     if not rows:
         return None
     gone = tx.execute("DELETE FROM queue_items WHERE run_id = ? AND kind <> 'callback' "

@@ -34,6 +34,10 @@ from offload.models import (
 
 T = TypeVar("T")
 
+WAKE_WITHIN_MS = 1000
+"""Committed items due within this long wake the schedulers (the store's listener); later
+ones do not: schedulers re-read the next due time at least this often."""
+
 
 class _Unset:
     """Marker for "leave this field as it is" in patches."""
@@ -232,6 +236,23 @@ class Resume:
 
 
 @dataclass(slots=True)
+class RunEnd:
+    """End a run that has not ended yet (see :mod:`offload.engine.runs`, its only writer).
+
+    Sets ``status`` (``failed`` or ``cancelled``), ``error`` and ``ended_at``; drops the
+    run's queue items (callbacks stay) and waits and frees its concurrency slots. The
+    ``events`` (its lifecycle events) are written only if the run ended here, so they
+    are emitted once however many enders race.
+    """
+
+    run_id: str
+    status: RunStatus
+    at: datetime
+    error: Any = None
+    events: list[NewEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class BulkProgress:
     """Counts to add to a bulk job, and its new status once it ends (running jobs only)."""
 
@@ -260,6 +281,8 @@ class Change:
     cron_tick: tuple[str, datetime] | None = None
     bulk_jobs: list[BulkJob] = field(default_factory=list)
     bulk_progress: list[BulkProgress] = field(default_factory=list)
+    ends: list[RunEnd] = field(default_factory=list)
+    """Runs to end (after everything else in the change); see :class:`RunEnd`."""
 
 
 @dataclass(slots=True)
@@ -275,6 +298,8 @@ class ChangeResult:
     """Per entry of ``runs``: created, duplicate, debounced, batched, rate_limited, skipped."""
     cancelled: list[str] = field(default_factory=list)
     """Runs cancelled by this change (a singleton in ``cancel`` mode replaced them)."""
+    ended: list[Run] = field(default_factory=list)
+    """The runs of ``Change.ends`` that ended here (not those that had ended already)."""
 
 
 @dataclass(frozen=True, slots=True)

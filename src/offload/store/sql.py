@@ -38,10 +38,12 @@ from offload.models import (
 from offload.store import admission, ops
 from offload.store.base import (
     UNSET,
+    WAKE_WITHIN_MS,
     Change,
     ChangeResult,
     Fence,
     FunctionStat,
+    NewEvent,
     NewItem,
     NewRun,
     Page,
@@ -88,8 +90,9 @@ BULK_COLS = (
     "finished_at"
 )
 TERMINAL_SQL = "('completed', 'failed', 'cancelled')"
-WAKE_WITHIN_MS = 1000
-"""Inserted items due within this long wake the schedulers; later ones do not."""
+EXHAUSTED_HOLD_MS = 60_000
+"""An exhausted item of a live run waits this long for its run to be failed; if the
+engine died before failing it, the item comes back and is retried."""
 
 
 class Tx(abc.ABC):
@@ -464,27 +467,7 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
                 result.cron_fired = False
                 return result
         for event in change.events:
-            # ON CONFLICT rather than select-then-insert: two engines accepting the same
-            # external id at once must dedupe, not fail one request on the unique index.
-            tx.execute(
-                f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (external_id) DO NOTHING",
-                (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
-                 None if event.user is None else dumps(event.user), event.external_id,
-                 event.correlation_id, event.traceparent))
-            if tx.rowcount == 0:
-                rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
-                                  (event.external_id,))
-                result.events.append((row_event(rows[0]), False))
-                continue
-            result.events.append((Event(id=event.id, name=event.name, data=event.data,
-                                        ts=event.ts, received_at=event.received_at,
-                                        user=event.user, external_id=event.external_id,
-                                        correlation_id=event.correlation_id,
-                                        traceparent=event.traceparent), True))
-            if event.fanout:
-                self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
-                                              payload={"event_id": event.id}), result)
+            self._insert_event(tx, event, result)
         self._insert_runs(tx, change.runs, result)
         for patch in change.run_patches:
             self._patch_run(tx, patch)
@@ -522,7 +505,37 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
             self._write_step(tx, resume.step)
             self._insert_item(tx, resume.item, result)
             result.resumed.append(resume.wait_id)
+        for end in change.ends:
+            row = admission.end_run(self, tx, end.run_id, end.status, end.at, end.error)
+            if row is None:
+                continue  # it had ended already: its events were written by its ender
+            result.ended.append(row_run(row))
+            for event in end.events:
+                self._insert_event(tx, event, result)
         return result
+
+    def _insert_event(self, tx: Tx, event: NewEvent, result: ChangeResult) -> None:
+        # ON CONFLICT rather than select-then-insert: two engines accepting the same
+        # external id at once must dedupe, not fail one request on the unique index.
+        tx.execute(
+            f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (external_id) DO NOTHING",
+            (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
+             None if event.user is None else dumps(event.user), event.external_id,
+             event.correlation_id, event.traceparent))
+        if tx.rowcount == 0:
+            rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
+                              (event.external_id,))
+            result.events.append((row_event(rows[0]), False))
+            return
+        result.events.append((Event(id=event.id, name=event.name, data=event.data,
+                                    ts=event.ts, received_at=event.received_at,
+                                    user=event.user, external_id=event.external_id,
+                                    correlation_id=event.correlation_id,
+                                    traceparent=event.traceparent), True))
+        if event.fanout:
+            self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
+                                          payload={"event_id": event.id}), result)
 
     def _check_fence(self, tx: Tx, fence: Fence, *, delete: bool) -> None:
         if delete:
@@ -768,7 +781,9 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
         return await self._write(fn)
 
     async def lease_rescue_expired(self, *, now: datetime, max_expiries: int) -> list[Rescued]:
-        """Make items with expired leases due again; fail runs past ``max_expiries``."""
+        """Make items with expired leases due again. An item past ``max_expiries`` is
+        dropped, unless its run is live: then it is held back (due in
+        ``EXHAUSTED_HOLD_MS``) for the caller to fail the run (``engine.runs``)."""
         def fn(tx: Tx) -> list[Rescued]:
             at = to_ms(now)
             rows = tx.execute(
@@ -781,15 +796,14 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
             for item_id, run_id, expiries, _, _ in rows:
                 exhausted = expiries >= max_expiries
                 if exhausted:
-                    tx.execute("DELETE FROM queue_items WHERE id = ?", (item_id,))
-                    if run_id is not None:
-                        self._patch_run(tx, RunPatch(
-                            run_id=run_id, status=RunStatus.FAILED, ended_at=now,
-                            error={"name": "lease_exhausted",
-                                   "message": f"the run's lease expired {expiries} times "
-                                              "without an outcome; an engine may be crashing "
-                                              "on it", "stack": None}))
-                        tx.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
+                    live = run_id is not None and tx.execute(
+                        f"SELECT 1 FROM runs WHERE id = ? AND status NOT IN {TERMINAL_SQL}",
+                        (run_id,))
+                    if live:
+                        tx.execute("UPDATE queue_items SET due_at = ? WHERE id = ?",
+                                   (at + EXHAUSTED_HOLD_MS, item_id))
+                    else:
+                        tx.execute("DELETE FROM queue_items WHERE id = ?", (item_id,))
                 out.append(Rescued(item_id, run_id, expiries, exhausted))
             if rows:
                 tx.notify = True
@@ -858,7 +872,7 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
     async def run_cancel(self, *, run_id: str, at: datetime, error: dict[str, Any]) -> Run | None:
         """Cancel a run that has not ended: drop its items and waits. None if it has ended."""
         def fn(tx: Tx) -> Run | None:
-            row = admission.cancel_run(self, tx, run_id, at, error)
+            row = admission.end_run(self, tx, run_id, RunStatus.CANCELLED, at, error)
             return None if row is None else row_run(row)
         return await self._write(fn)
 

@@ -11,10 +11,10 @@ from offload.api.shapes import function_json
 from offload.clock import now
 from offload.engine.cron import next_tick
 from offload.engine.cron_service import cron_triggers
-from offload.engine.executor import function_retries
 from offload.engine.pause import pauses, with_pause
 from offload.errors import CronError, NotFoundError
 from offload.models import Function
+from offload.protocol.runs import function_retries
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"],
                    dependencies=[Depends(require("admin"))])

@@ -16,14 +16,10 @@ from offload.api import cursors
 from offload.api.auth import require
 from offload.api.problems import problem_responses
 from offload.api.shapes import run_json
-from offload.clock import now
 from offload.engine import Engine
-from offload.engine.replay import replay_of
 from offload.errors import ConflictError, NotFoundError, ValidationError
-from offload.ids import new_id
-from offload.logging import log_run
-from offload.models import HTTP_FUNCTION_ID, ItemKind, Run, RunStatus, StepKind
-from offload.store.base import Change, NewEvent, NewItem, NewRun, RunFilter, StepWrite, Store
+from offload.models import Run, RunStatus
+from offload.store.base import NewRun, RunFilter
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[Depends(require("admin"))],
                    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 503))
@@ -127,16 +123,12 @@ async def wait_run(
 @router.post("/{run_id}/cancel")
 async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
     """Cancel a run that has not ended; it never calls its target or app again."""
-    engine = request.app.state.engine
+    engine: Engine = request.app.state.engine
     run = await get_run_or_404(request, run_id, with_steps=False)
-    cancelled = await engine.store.run_cancel(
-        run_id=run.id, at=now(), error={"name": "cancelled", "message": "cancelled by API",
-                                        "stack": None})
+    cancelled = await engine.runs.cancel(run.id, "api", run=run)
     if cancelled is None:
-        raise ConflictError(f"run {run.id} has already ended ({run.status.value})")
-    log_run(run.id, run.function_id, "cancelled", correlation_id=run.correlation_id,
-            error=cancelled.error, by="api")
-    engine.notify_finished(run.id)
+        ended = await get_run_or_404(request, run_id, with_steps=False)
+        raise ConflictError(f"run {run.id} has already ended ({ended.status.value})")
     return run_json(cancelled)
 
 
@@ -144,9 +136,8 @@ async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
 async def replay_run(run_id: str, request: Request) -> dict[str, Any]:
     """Start a new run with the same input, linked to this one by ``replay_of``."""
     run = await get_run_or_404(request, run_id, with_steps=False)
-    result = await request.app.state.engine.store.apply(Change(runs=[replay_of(run, now())]))
-    return run_json(result.runs[0][0])
-
+    engine: Engine = request.app.state.engine
+    return run_json(await engine.runs.replay(run))
 
 
 class RerunIn(BaseModel):
@@ -162,19 +153,10 @@ class RerunIn(BaseModel):
                        "the triggering event, which the step and the rest of the run see.")
 
 
-def _rerun_task(run: Run, step_id: str, edits: Any, at: datetime) -> tuple[Change, str | None]:
+def _new_task(run: Run, edits: Any, at: datetime) -> NewRun:
+    """The new run of an HTTP task rerun: its stored spec with ``edits`` applied."""
     from offload.api.v1.tasks import task_from_spec
 
-    if step_id == "callback":
-        # Deliver the recorded outcome again; the run itself is not repeated.
-        url = (run.input or {}).get("callback_url") or (run.input or {}).get(
-            "failure_callback_url")
-        if not url or not run.status.terminal:
-            raise ValidationError("body.step_id", "this run has no callback to deliver again",
-                                  "not_rerunnable")
-        return Change(items=[NewItem(kind=ItemKind.CALLBACK, run_id=run.id, due_at=at,
-                                     queue=run.queue or "default",
-                                     payload={"url": url, "attempt": 0})]), run.id
     if edits is not None and not isinstance(edits, dict):
         raise ValidationError("body.input", "must be an object of task fields to change",
                               "object_expected")
@@ -182,67 +164,14 @@ def _rerun_task(run: Run, step_id: str, edits: Any, at: datetime) -> tuple[Chang
     new = task.new_run(at)
     new.idempotency = None
     new.replay_of = run.id
-    return Change(runs=[new]), None
+    return new
 
 
 async def rerun_from_step(engine: Engine, run: Run, *, step_id: str, input: Any = None) -> Run:
-    """A new run that keeps the outputs of the steps finished before ``step_id`` and runs
-    from that step on, optionally with edited input (see :class:`RerunIn`)."""
-    from offload.engine.executor import memos_and_stack
-
-    store = engine.store
-    if run.steps is None:
-        full = await store.run_get(run_id=run.id, with_steps=True)
-        if full is None:
-            raise NotFoundError(f"no run with id {run.id}")
-        run = full
-    steps = {s.id: s for s in run.steps or []}
-    if step_id not in steps:
-        raise ValidationError("body.step_id", f"run {run.id} has no step {step_id[:80]!r}",
-                              "unknown_step")
-    at = now()
-    if run.function_id == HTTP_FUNCTION_ID:
-        change, same_run = _rerun_task(run, step_id, input, at)
-        await store.apply(change)
-        if same_run is not None:
-            found = await store.run_get(run_id=same_run, with_steps=True)
-            assert found is not None
-            return found
-        return await _created(store, change)
-    _, order = memos_and_stack(run.steps or [])
-    chosen = steps[step_id]
-    if step_id in order:
-        keep_ids = order[:order.index(step_id)]
-    else:  # not finished: keep everything that finished before it started
-        keep_ids = [i for i in order if steps[i].position < chosen.position]
-    new_id_ = new_id()
-    events: list[NewEvent] = []
-    event_ids = list(run.event_ids)
-    if input is not None:
-        original = await store.event_get(event_id=run.event_ids[0]) if run.event_ids else None
-        edited = NewEvent(id=new_id(), name=original.name if original else "offload/rerun",
-                          data=input, ts=int(at.timestamp() * 1000), received_at=at,
-                          user=original.user if original else None, fanout=False)
-        events.append(edited)
-        event_ids = [edited.id, *event_ids[1:]]
-    new = NewRun(id=new_id_, function_id=run.function_id, app_id=run.app_id, created_at=at,
-                 input=run.input, event_ids=event_ids, queue=run.queue, replay_of=run.id,
-                 items=[NewItem(kind=ItemKind.RUN, due_at=at, queue=run.queue or "default")])
-    kept = [StepWrite(run_id=new_id_, id=s.id, name=s.name, kind=s.kind, status=s.status,
-                      attempts=s.attempts, input=s.input, output=s.output, error=s.error,
-                      started_at=s.started_at, ended_at=s.ended_at)
-            for s in (steps[i] for i in keep_ids)
-            if s.kind is not StepKind.CALLBACK]
-    result = await store.apply(Change(events=events, runs=[new], steps=kept))
-    created = await store.run_get(run_id=result.runs[0][0].id, with_steps=True)
-    assert created is not None
-    return created
-
-
-async def _created(store: Store, change: Change) -> Run:
-    found: Run | None = await store.run_get(run_id=change.runs[0].id, with_steps=True)
-    assert found is not None
-    return found
+    """Rerun ``run`` from ``step_id`` (see :meth:`RunLifecycle.rerun_from_step`), with the
+    API's parsing of edited HTTP-task fields."""
+    return await engine.runs.rerun_from_step(run, step_id=step_id, input=input,
+                                             new_task=_new_task)
 
 
 @router.post("/{run_id}/rerun", status_code=202)

@@ -1,0 +1,89 @@
+"""What an SDK is told about a run and a function: memos, stack, retries, server kind.
+
+Pure functions over stored steps and synced function configs, shared by the
+executor (call requests), the SDK routes (``GET /v0/runs/{id}/actions``-style reads),
+the API (function views, reruns) and app sync.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from offload.config import Settings
+from offload.errors import ValidationError
+from offload.models import Step, StepKind, StepStatus
+from offload.protocol.messages import DEFAULT_RETRIES, MAX_RETRIES, memo_error, memo_output
+
+DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
+"""Step statuses the SDK memoizes."""
+PENDING = (StepStatus.PLANNED, StepStatus.ERRORED, StepStatus.RUNNING)
+"""Statuses of planned run steps that have not finished."""
+NO_MEMO: Any = object()
+"""What :func:`memo_of` returns for a step the SDK must not be told about."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def server_kind(settings: Settings) -> str:
+    """What offload presents as to SDKs: ``cloud`` (signed requests) with a signing key,
+    else ``dev``. Apps in the other mode refuse to sync, with a clear error."""
+    return "cloud" if settings.signing_key else "dev"
+
+
+def _step_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    steps = config.get("steps")
+    if isinstance(steps, dict) and steps:
+        step = steps.get("step") or next(iter(steps.values()))
+        return step if isinstance(step, dict) else None
+    return None
+
+
+def function_retries(config: dict[str, Any]) -> int:
+    """Retries of a function (attempts = retries + 1): ``steps.step.retries.attempts``."""
+    step = _step_config(config)
+    retries = (step or {}).get("retries")
+    if isinstance(retries, dict):
+        attempts = retries.get("attempts")
+        if isinstance(attempts, int | float) and not isinstance(attempts, bool):
+            return max(0, min(int(attempts), MAX_RETRIES))
+    return DEFAULT_RETRIES
+
+
+def function_url(config: dict[str, Any]) -> str:
+    """The URL the app serves a function's steps at."""
+    step = _step_config(config)
+    if step is not None:
+        url = (step.get("runtime") or {}).get("url")
+        if isinstance(url, str) and url:
+            return url
+    raise ValidationError("steps.step.runtime.url", "is missing", "required")
+
+
+def memo_of(step: Step) -> Any:
+    """What the SDK receives for a finished step, or ``NO_MEMO`` for an unfinished one."""
+    if step.status is StepStatus.FAILED:
+        return memo_error(step.error or {})
+    if step.status is not StepStatus.COMPLETED:
+        return NO_MEMO
+    if step.kind is StepKind.SLEEP:
+        return None
+    if step.kind is StepKind.WAIT_FOR_EVENT:
+        return step.output
+    return memo_output(step.output)
+
+
+def memos_and_stack(steps: list[Step]) -> tuple[dict[str, Any], list[str]]:
+    """The ``steps`` memo map and ``ctx.stack`` (completion order) of a run."""
+    done = [s for s in steps if s.status in DONE]
+    done.sort(key=lambda s: (s.ended_at or s.started_at or _EPOCH, s.position))
+    memos: dict[str, Any] = {}
+    for step in done:
+        memo = memo_of(step)
+        if memo is not NO_MEMO:
+            memos[step.id] = memo
+    return memos, [s.id for s in done]
+
+
+def pending_steps(steps: list[Step]) -> list[Step]:
+    """Planned steps not finished yet (parallel steps and steps awaiting a retry)."""
+    return [s for s in steps if s.kind is StepKind.RUN and s.status in PENDING]
