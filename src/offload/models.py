@@ -127,6 +127,8 @@ class Event:
     received_at: datetime
     user: Any = None
     external_id: str | None = None
+    correlation_id: str | None = None
+    traceparent: str | None = None
 
     def as_payload(self) -> dict[str, Any]:
         """The event as the SDKs and expressions see it."""
@@ -249,3 +251,51 @@ class EngineInfo:
     heartbeat_at: datetime
     leases: int = 0
     """Queue items this process holds a lease on (filled in by the store's list)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """An inbound webhook endpoint (``/w/{id}``): how deliveries are verified and used.
+
+    ``secret`` and ``previous_secret`` are the stored (encrypted) forms; the previous
+    one is accepted until ``previous_until`` (rotation overlap).
+    """
+
+    id: str
+    name: str
+    verify: dict[str, Any]
+    """``kind`` and its options; never the secret."""
+    event: str
+    """The event name template, e.g. ``stripe/{{ type }}``."""
+    forward: dict[str, Any] | None
+    """HTTP task fields: each delivery is also forwarded to this URL."""
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+    previous_secret: str | None = None
+    previous_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """An accepted delivery: what came in, and the event (and forward run) it became."""
+
+    id: str
+    webhook_id: str
+    delivery_id: str
+    """The provider's delivery id (or offload's own when the sender gives none)."""
+    headers: dict[str, str]
+    body: bytes
+    received_at: datetime
+    event_id: str | None = None
+    event_name: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A stored secret as it is listed: its name and dates, never its value."""
+
+    name: str
+    created_at: datetime
+    updated_at: datetime

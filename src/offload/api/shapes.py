@@ -52,6 +52,7 @@ def event_json(event: Event) -> dict[str, Any]:
     """An event as the API shows it."""
     return {"id": event.id, "name": event.name, "data": event.data, "user": event.user,
             "ts": event.ts, "external_id": event.external_id,
+            "correlation_id": event.correlation_id,
             "received_at": _iso(event.received_at)}
 
 

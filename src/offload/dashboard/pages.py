@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from offload.dashboard import apidocs, engines, events, functions
+from offload.dashboard import apidocs, engines, events, functions, webhooks
 
 router = APIRouter(include_in_schema=False)
-for _module in (apidocs, engines, events, functions):
+for _module in (apidocs, engines, events, functions, webhooks):
     router.include_router(_module.router)

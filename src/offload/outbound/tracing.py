@@ -21,8 +21,11 @@ __all__ = ["parse_traceparent", "trace_id", "traceparent", "with_traceparent"]
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
-def trace_id(run_id: str) -> str:
-    """The run's 32-hex-digit trace id."""
+def trace_id(run_id: str, parent: str | None = None) -> str:
+    """The run's 32-hex-digit trace id: the continued caller's, or derived from the id."""
+    continued = parse_traceparent(parent)
+    if continued is not None:
+        return continued.split("-")[1]
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:32]
     # All zeros is invalid in W3C Trace Context; a SHA-256 prefix of zeros is
     # astronomically unlikely, but stay valid anyway.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from offload.models import (
     ApiKey,
@@ -31,6 +31,9 @@ from offload.models import (
     StepStatus,
     Wait,
 )
+
+if TYPE_CHECKING:
+    from offload.models import SecretInfo, Webhook, WebhookDelivery
 
 T = TypeVar("T")
 
@@ -172,6 +175,10 @@ class NewEvent:
     user: Any = None
     external_id: str | None = None
     fanout: bool = True
+    correlation_id: str | None = None
+    """Given to the runs the event starts."""
+    traceparent: str | None = None
+    """The sender's W3C trace context, continued by the runs the event starts."""
 
 
 @dataclass(slots=True)
@@ -315,6 +322,7 @@ class RunFilter:
     search: str | None = None
     event_name: str | None = None
     """Runs started by an event of this name."""
+    correlation_id: str | None = None
     name: str | None = None
     """HTTP tasks with this ``name``."""
     unreplayed: bool = False
@@ -487,6 +495,50 @@ class Store(Protocol):
 
     async def run_count_upto(self, *, filter: RunFilter, limit: int) -> int:
         """The runs ``filter`` selects, counted up to ``limit`` (cheap on large tables)."""
+
+    # -- inbound webhooks and secrets (store/webhooks.py) ----------------------------------
+
+    async def webhook_insert(self, *, webhook: Webhook) -> None:
+        """Store a new webhook."""
+
+    async def webhook_update(self, *, webhook: Webhook) -> bool:
+        """Replace a webhook's fields; False if it is gone."""
+
+    async def webhook_get(self, *, webhook_id: str) -> Webhook | None:
+        """One webhook."""
+
+    async def webhook_list(self) -> list[Webhook]:
+        """Every webhook, newest first."""
+
+    async def webhook_delete(self, *, webhook_id: str) -> bool:
+        """Remove a webhook and its delivery records."""
+
+    async def webhook_deliver(self, *, delivery: WebhookDelivery,
+                              change: Change) -> tuple[WebhookDelivery, bool]:
+        """Record an accepted delivery and apply ``change`` atomically; a repeated
+        delivery id writes nothing and returns the first delivery with False."""
+
+    async def webhook_delivery_list(self, *, webhook_id: str, cursor: str | None,
+                                    limit: int) -> Page[WebhookDelivery]:
+        """A webhook's deliveries, newest first."""
+
+    async def webhook_delivery_prune(self, *, received_before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` old delivery records."""
+
+    async def secret_put(self, *, name: str, ciphertext: str, at: datetime) -> bool:
+        """Store or replace an encrypted secret; True if new."""
+
+    async def secret_get_many(self, *, names: list[str]) -> dict[str, str]:
+        """Encrypted values of the named secrets that exist."""
+
+    async def secret_list(self) -> list[SecretInfo]:
+        """Names and dates of every secret."""
+
+    async def secret_delete(self, *, name: str) -> bool:
+        """Remove a secret."""
+
+    async def secret_stored_count(self) -> int:
+        """Encrypted values stored (secrets and webhook secrets)."""
 
     # -- statistics for the dashboard and /metrics (read-only) ---------------------------
 

@@ -38,6 +38,8 @@ from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
 from offload.outbound.ssrf import validate_url
+from offload.outbound.tracing import parse_traceparent
+from offload.security.secrets import check_url_references, reference_problem
 from offload.store.base import Change, ChangeResult, Idempotency, NewItem, NewRun
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"],
@@ -58,9 +60,15 @@ _GOOD_URLS: dict[str, None] = {}
 _GOOD_URLS_MAX = 4096
 
 
-def _check_url(value: str | None) -> str | None:
+def _check_url(value: str | None, *, references: bool = False) -> str | None:
     if value is None or value in _GOOD_URLS:
         return value
+    checked = value
+    if "{{" in value or "}}" in value:
+        if not references:
+            raise ValueError("secret references ({{ secrets.NAME }}) are allowed only in the "
+                             "target URL's query")
+        checked = check_url_references(value)
     if len(value) > 2048:
         raise ValueError("URL is longer than 2048 characters")
     try:
@@ -68,9 +76,11 @@ def _check_url(value: str | None) -> str | None:
     except UnicodeEncodeError:  # a lone surrogate (\ud800) from JSON: cannot be stored
         raise ValueError("URL is not valid Unicode") from None
     try:
-        validate_url(value)
+        validate_url(checked)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
+    if checked is not value:  # with references: valid only where references are allowed
+        return value
     if len(_GOOD_URLS) >= _GOOD_URLS_MAX:
         _GOOD_URLS.clear()
     _GOOD_URLS[value] = None
@@ -207,10 +217,14 @@ class TaskIn(BaseModel):
         | None = Field(None, description="Seconds from creation to the end of the last "
                        "attempt; past it the run is cancelled with FinishTimeoutError.")
 
+    correlation_id: Annotated[StrictStr, Field(min_length=1, max_length=255)] | None = Field(
+        None, description="Your id for this work (an order id, a request id): stored on the "
+        "run, filterable in GET /v1/runs?correlation_id=.")
+
     @field_validator("url", "callback_url", "failure_callback_url")
     @classmethod
-    def _urls(cls, value: str | None) -> str | None:
-        return _check_url(value)
+    def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _check_url(value, references=info.field_name == "url")
 
     @field_validator("headers")
     @classmethod
@@ -229,6 +243,8 @@ class TaskIn(BaseModel):
                 raise ValueError(f"header {name!r} must be printable ASCII")
             if len(header_value) > 8192:
                 raise ValueError(f"header {name!r} is longer than 8192 characters")
+            if "{{" in header_value and (problem := reference_problem(header_value)):
+                raise ValueError(f"header {name!r}: {problem}")
         return value
 
     # Cross-field checks sit on the later field (fields validate in declaration order),
@@ -245,7 +261,7 @@ class TaskIn(BaseModel):
                              "nesting at most 254 deep, strings valid Unicode)") from None
         return value
 
-    @field_validator("idempotency_key")
+    @field_validator("idempotency_key", "correlation_id")
     @classmethod
     def _key_text(cls, value: str | None) -> str | None:
         return None if value is None else no_control(value)
@@ -300,7 +316,8 @@ class TaskIn(BaseModel):
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + IDEMPOTENCY_WINDOW)
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                     input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
+                     input=self.spec(), queue=self.queue, idempotency=idem,
+                     correlation_id=self.correlation_id, name=self.name,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
         if not self._has_flow():
             # No flow control and no timeouts: flow.for_task would give settings that
@@ -372,9 +389,17 @@ def _json(body: Any, status_code: int) -> Response:
                     media_type="application/json")
 
 
+def _traced(run: NewRun, request: Request) -> NewRun:
+    """``run`` continuing the caller's trace when the request carried a ``traceparent``."""
+    parent = request.headers.get("traceparent")
+    if parent and (valid := parse_traceparent(parent)):
+        run.state = {**run.state, "traceparent": valid}
+    return run
+
+
 async def _queue_one(request: Request, task: TaskIn) -> Response:
     engine = request.app.state.engine
-    result = await engine.store.apply(Change(runs=[task.new_run(now())]))
+    result = await engine.store.apply(Change(runs=[_traced(task.new_run(now()), request)]))
     for replaced in result.cancelled:  # a singleton in cancel mode replaced it
         engine.notify_finished(replaced)
     run, created = result.runs[0]
@@ -386,7 +411,8 @@ async def _queue_one(request: Request, task: TaskIn) -> Response:
 async def _queue_many(request: Request, batch: TaskBatchIn) -> Response:
     engine = request.app.state.engine
     at = now()
-    result = await engine.store.apply(Change(runs=[t.new_run(at) for t in batch.tasks]))
+    result = await engine.store.apply(Change(runs=[_traced(t.new_run(at), request)
+                                                   for t in batch.tasks]))
     for replaced in result.cancelled:
         engine.notify_finished(replaced)
     iso: dict[datetime, str] = {}  # a batch's runs mostly share one created_at
