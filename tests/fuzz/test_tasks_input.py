@@ -355,7 +355,7 @@ def test_valid_edge_values_are_accepted(client: TestClient) -> None:
                  ok(delay=0), ok(idempotency_key="k" * 255), ok(queue="q" * 64),
                  ok(not_before="2030-01-01T00:00:00+05:30"), ok(method="GET"),
                  ok(headers={"X-A": ""}), ok(body=None), ok(body=[1, "two", {"3": None}]),
-                 ok(url="https://[2001:db8::1]:8443/p?q=1")):
+                 ok(url="https://[2606:4700:4700::1111]:8443/p?q=1")):
         response = client.post("/v1/tasks", json=task)
         assert response.status_code == 202, (task, response.text)
 

@@ -29,7 +29,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from offload.errors import AddressRefusedError, OutboundError, ValidationError
 
-__all__ = ["AddressPolicy", "GuardedResolver", "GuardedTransport", "parse_ip", "validate_url"]
+__all__ = ["AddressPolicy", "GuardedResolver", "GuardedTransport", "numeric_host", "parse_ip",
+           "validate_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,6 +58,39 @@ def parse_ip(text: str) -> IPAddress | None:
 
 
 _parse_ip = parse_ip
+
+
+def _numeric_part(text: str) -> int | None:
+    """One part of a numeric host: decimal, ``0x`` hex or ``0``-led octal (inet_aton)."""
+    try:
+        if text[:2].lower() == "0x":
+            return int(text[2:], 16)  # "0x" alone is not a number to the resolver
+        if len(text) > 1 and text[0] == "0":
+            return int(text[1:], 8)
+        return int(text, 10) if text.isdigit() else None
+    except ValueError:
+        return None
+
+
+def numeric_host(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a numeric host form stands for, as the system resolver reads it.
+
+    ``2130706433``, ``0x7f000001``, ``017700000001``, ``127.1`` and ``0x7f.0.0.1`` are
+    all 127.0.0.1 to ``getaddrinfo``; None if ``host`` is not such a form.
+    """
+    parts = host.rstrip(".").split(".")
+    if not 1 <= len(parts) <= 4 or not all(parts):
+        return None
+    values = [_numeric_part(p) for p in parts]
+    if any(v is None for v in values):
+        return None
+    *head, last = typing.cast(list[int], values)
+    if any(v > 255 for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    number = 0
+    for v in head:
+        number = number << 8 | v
+    return ipaddress.IPv4Address(number << (8 * (4 - len(head))) | last)
 
 
 def _tunnelled_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -166,6 +200,28 @@ class AddressPolicy:
         reason = self._refusal(parsed)
         if reason is not None:
             raise AddressRefusedError(f"refused to connect to {parsed}: {reason}")
+
+    def check_url(self, url: str) -> None:
+        """Raise :class:`AddressRefusedError` now for a URL the guard would refuse when
+        called: a literal or numeric-form IP address (``http://2130706433/``) or a
+        ``localhost`` name that the policy refuses, with the guard's own reason. Other
+        names are resolved, and checked, only at call time."""
+        host = urlsplit(url).hostname or ""
+        if not host or self.host_allowed(host):
+            return
+        literal = _parse_ip(host)
+        if literal is not None:
+            self.check_ip(str(literal))
+            return
+        name = _normalise_host(host)
+        standing = numeric_host(name)
+        if standing is None and name == "localhost":
+            standing = ipaddress.IPv4Address("127.0.0.1")  # RFC 6761: always loopback
+        if standing is not None:
+            try:
+                self.check_ip(str(standing))
+            except AddressRefusedError as err:
+                raise AddressRefusedError(f"{name} resolves to {standing}: {err}") from None
 
     async def resolve_and_check(self, host: str, port: int) -> list[str]:
         """Resolve ``host`` and check every address; return them, in resolver order.

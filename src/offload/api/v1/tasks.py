@@ -34,7 +34,7 @@ from offload.api.problems import problem_responses
 from offload.clock import now
 from offload.engine import flow
 from offload.engine.timeouts import add_timeouts
-from offload.errors import ValidationError
+from offload.errors import AddressRefusedError, ValidationError
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
 from offload.outbound.ssrf import validate_url
@@ -397,8 +397,25 @@ def _traced(run: NewRun, request: Request) -> NewRun:
     return run
 
 
+def _guard_targets(engine: Any, tasks: list[TaskIn], prefix: str) -> None:
+    """Refuse now (422) the target addresses the SSRF guard would refuse at call time."""
+    policy = getattr(engine.client, "policy", None)
+    if policy is None:
+        return
+    for i, task in enumerate(tasks):
+        where = prefix.format(i=i)
+        for name in ("url", "callback_url", "failure_callback_url"):
+            url = getattr(task, name)
+            try:
+                if url is not None:
+                    policy.check_url(url)
+            except AddressRefusedError as exc:
+                raise ValidationError(f"{where}.{name}", str(exc), "address_refused") from None
+
+
 async def _queue_one(request: Request, task: TaskIn) -> Response:
     engine = request.app.state.engine
+    _guard_targets(engine, [task], "body")
     result = await engine.store.apply(Change(runs=[_traced(task.new_run(now()), request)]))
     for replaced in result.cancelled:  # a singleton in cancel mode replaced it
         engine.notify_finished(replaced)
@@ -410,6 +427,7 @@ async def _queue_one(request: Request, task: TaskIn) -> Response:
 
 async def _queue_many(request: Request, batch: TaskBatchIn) -> Response:
     engine = request.app.state.engine
+    _guard_targets(engine, batch.tasks, "body.tasks[{i}]")
     at = now()
     result = await engine.store.apply(Change(runs=[_traced(t.new_run(at), request)
                                                    for t in batch.tasks]))
