@@ -1,6 +1,6 @@
 """offload benchmark runner.
 
-    .venv/bin/python bench/run.py [--store sqlite|postgres|both] [--quick]
+    .venv/bin/python bench/run.py [--store sqlite|postgres|both] [--quick] [--client]
                                   [--json out.json] [--py-spy DIR]
 
 Starts, as real subprocesses on loopback: the engine (``offload dev``), a no-op
@@ -63,7 +63,18 @@ TARGETS: list[tuple[str, str, str, float | None, str]] = [
     ("base_c32", "starlette baseline, concurrency 32", "req/s", None, "ge"),
     ("ratio_ack_p50", "ratio ack p50 offload/starlette", "x", None, "le"),
     ("ratio_c32", "ratio c32 throughput offload/starlette", "x", None, "ge"),
+    # --client: through offload.Client / AsyncClient against `offload serve` (API key).
+    ("client_raw_p50", "serve: raw request p50 (sequential)", "ms", None, "le"),
+    ("client_async_overhead", "AsyncClient.create_task p50 − raw p50", "ms", 0.3, "le"),
+    ("client_sync_overhead", "Client.create_task p50 − raw p50", "ms", 0.3, "le"),
+    ("client_raw_rate", "serve: raw requests, 1 process, 32 at once", "tasks/s", None, "ge"),
+    ("client_async_rate", "AsyncClient one call each, 1 process, 32 at once", "tasks/s",
+     5000, "ge"),
+    ("client_rate_ratio", "ratio AsyncClient/raw throughput", "x", None, "ge"),
+    ("client_sync_rate", "Client one call each, 1 process, 8 threads", "tasks/s", None, "ge"),
+    ("client_enqueue_rate", "AsyncClient.enqueue (batching producer)", "tasks/s", None, "ge"),
 ]
+BENCH_KEY = "ofk_admin_bench0123456789abcdef"
 
 
 @dataclass
@@ -81,11 +92,16 @@ class Config:
     e2e_timeout: float = 90.0
     pickup_rate: float = 100.0
     pickup_seconds: float = 10.0
+    client: bool = False
+    client_rounds: int = 5
+    client_seconds: float = 3.0
+    client_enqueue: int = 20000
 
     @classmethod
     def quick(cls) -> Config:
         return cls(ack_n=500, ack_warmup=100, c32_warmup=0.5, c32_duration=2.0, batch_count=10,
-                   e2e_n=2000, pickup_seconds=4.0)
+                   e2e_n=2000, pickup_seconds=4.0, client_rounds=3, client_seconds=2.0,
+                   client_enqueue=10000)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -242,12 +258,17 @@ def fresh_database(store: str, scratch: Path, scenario: str) -> Iterator[Databas
 
 
 @contextlib.asynccontextmanager
-async def engine(db: Database, logs: Path, label: str) -> AsyncIterator[Proc]:
+async def engine(db: Database, logs: Path, label: str, serve: bool = False
+                 ) -> AsyncIterator[Proc]:
+    """``offload dev``, or with ``serve`` ``offload serve`` with the API key BENCH_KEY."""
     port = free_port()
-    argv = [OFFLOAD, "dev", "--port", str(port), "--data-dir", str(db.data_dir)]
+    argv = [OFFLOAD, "serve" if serve else "dev", "--port", str(port), "--data-dir",
+            str(db.data_dir)]
     if db.url:
         argv += ["--database-url", db.url]
-    extra = {"PYTHONPATH": ENGINE_PYTHONPATH} if ENGINE_PYTHONPATH else None
+    extra = {"PYTHONPATH": ENGINE_PYTHONPATH} if ENGINE_PYTHONPATH else {}
+    if serve:
+        extra["OFFLOAD_API_KEYS"] = BENCH_KEY
     proc = Proc(f"engine-{db.store}-{label}", argv, port, logs, cwd=db.data_dir,
                 extra_env=extra)
     try:
@@ -454,6 +475,17 @@ async def pickup(port: int, target: Proc, target_url: str, cfg: Config) -> dict[
             "ack_p50": pct(ack_lat, 50), "ack_p99": pct(ack_lat, 99)}
 
 
+async def client_mode(port: int, cfg: Config) -> dict[str, Any]:
+    """bench/client.py in its own process (default asyncio loop, as users run it)."""
+    argv = [PY, str(BENCH / "client.py"), "--url", f"http://{HOST}:{port}", "--api-key",
+            BENCH_KEY, "--rounds", str(cfg.client_rounds), "--seconds",
+            str(cfg.client_seconds), "--enqueue", str(cfg.client_enqueue)]
+    proc = await asyncio.to_thread(subprocess.run, argv, capture_output=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"client bench failed: {proc.stderr.decode()[-2000:]}")
+    return dict(json.loads(proc.stdout))
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 async def bench_store(store: str, cfg: Config, scratch: Path, logs: Path, target: Proc,
@@ -530,6 +562,27 @@ async def bench_store(store: str, cfg: Config, scratch: Path, logs: Path, target
     say(f"pickup p50 {pk['p50']:.2f} ms p99 {pk['p99']:.2f} ms "
         f"({pk['arrived']}/{pk['sent']} arrived)")
 
+    # 6. through offload's own client, against `offload serve` with an API key.
+    if cfg.client:
+        with fresh_database(store, scratch, "client") as db:
+            async with engine(db, logs, "client", serve=True) as eng:
+                cl = await client_mode(eng.port, cfg)
+        d["client"] = cl
+        lat, rate = cl["latency"], cl["rate"]
+        r["client_raw_p50"] = lat["raw"]["p50"]
+        r["client_async_overhead"] = lat["async"]["overhead_p50"]
+        r["client_sync_overhead"] = lat["sync"]["overhead_p50"]
+        r["client_raw_rate"] = rate["raw"]["median"]
+        r["client_async_rate"] = rate["async"]["median"]
+        r["client_rate_ratio"] = rate["async_over_raw"]
+        r["client_sync_rate"] = rate["sync"]["median"]
+        r["client_enqueue_rate"] = cl.get("enqueue", {}).get("rate")
+        say(f"client: raw p50 {lat['raw']['p50']:.3f} ms, AsyncClient +"
+            f"{lat['async']['overhead_p50']:.3f} ms, Client +{lat['sync']['overhead_p50']:.3f}"
+            f" ms; rate raw {rate['raw']['median']:.0f}/s, AsyncClient "
+            f"{rate['async']['median']:.0f}/s, Client {rate['sync']['median']:.0f}/s, "
+            f"enqueue() {r['client_enqueue_rate'] or 0:.0f}/s")
+
     r["rss_load"] = max(rss_load)
     r["ratio_ack_p50"] = r["ack_p50"] / r["base_ack_p50"]
     r["ratio_c32"] = r["ingest_c32"] / r["base_c32"]
@@ -558,6 +611,8 @@ def table(results: list[dict[str, Any]]) -> str:
     sep = "|---|---|" + "---|" * len(results)
     lines = [head, sep]
     for key, label, unit, target, cmp in TARGETS:
+        if all(r.get(key) is None for r in results):
+            continue
         tgt = "" if target is None else f"{'≤' if cmp == 'le' else '≥'} {fmt(float(target), unit)}"
         cells = []
         for r in results:
@@ -570,6 +625,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     cfg = Config.quick() if args.quick else Config()
+    cfg.client = args.client
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     scratch = Path(tempfile.mkdtemp(prefix="offload-bench-"))
     logs = scratch / "logs"
@@ -619,6 +675,9 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="DIR",
                         help="Record py-spy profiles of the c32 and e2e scenarios into DIR "
                              "(perturbs the figures; use for diagnosis only).")
+    parser.add_argument("--client", action="store_true",
+                        help="Also measure offload.Client/AsyncClient against `offload serve` "
+                             "beside raw requests (bench/client.py).")
     parser.add_argument("--keep-logs", action="store_true", help="Keep server logs.")
     parser.add_argument("--strict", action="store_true", help="Exit 1 on any MISS.")
     args = parser.parse_args()
