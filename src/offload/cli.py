@@ -79,7 +79,11 @@ def main() -> None:
 
 @main.command()
 @_engine_options
-def dev(**flags: Any) -> None:
+@click.option("-u", "--sdk-url", "sdk_urls", multiple=True, metavar="URL",
+              help="An Inngest SDK app's serve URL (e.g. http://localhost:3000/api/inngest) to "
+                   "sync at start and again whenever it comes back after a restart "
+                   "(repeatable).")
+def dev(sdk_urls: tuple[str, ...], **flags: Any) -> None:
     """Run a development engine: SQLite, loopback, no authentication."""
     settings = _settings("dev", **flags)
     click.echo(f"offload {__version__} dev server")
@@ -88,6 +92,15 @@ def dev(**flags: Any) -> None:
     click.echo(f"  Inngest SDK apps: INNGEST_DEV={settings.base_url}")
     click.secho("  WARNING: running WITHOUT authentication, for local development only. "
                 "Use `offload serve` in production.", fg="yellow", bold=True)
+    if sdk_urls:
+        from offload.devsync import AppWatcher
+
+        for url in sdk_urls:
+            click.echo(f"  Syncing app: {url} (again after each restart)")
+        wildcard = settings.host in ("0.0.0.0", "::", "")
+        engine_url = f"http://127.0.0.1:{settings.port}" if wildcard else settings.base_url
+        AppWatcher(engine_url, list(sdk_urls),
+                   say=lambda line: click.echo(line, err=True)).start()
     _serve(settings)
 
 

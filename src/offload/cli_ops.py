@@ -8,8 +8,10 @@ line on stderr and exit status 1 (see :func:`friendly_error`), never a traceback
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -83,6 +85,16 @@ def friendly_error(exc: BaseException) -> str | None:
         return f"OFFLOAD_URL={url!r} is not an http(s) URL"
     if isinstance(exc, httpx.HTTPError):
         return f"talking to the offload engine at {url} failed: {_reason(exc)}"
+    # offload.Client's own transports raise the standard library's errors.
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"the offload engine at {url} did not answer in time"
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
+        return (f"cannot reach the offload engine at {url} ({_reason(exc)}); start it with "
+                "`offload dev`, or set OFFLOAD_URL to where it runs")
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return f"talking to the offload engine at {url} failed: {_reason(exc)}"
+    if isinstance(exc, ValueError) and str(exc).startswith("base_url must be"):
+        return f"OFFLOAD_URL={url!r} is not an http(s) URL"
     if isinstance(exc, ClientError):
         detail = _problem_text(exc.body)
         if exc.status == 401:
