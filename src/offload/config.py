@@ -71,6 +71,12 @@ class Settings:
     session_secret: str | None = None
     log_level: str = "info"
     log_payloads: bool = False
+    alert_rules: str | None = None
+    """Alert rules as a JSON list (``OFFLOAD_ALERT_RULES`` or ``_FILE``); see docs/alerts.md."""
+    alert_every_s: float = 15.0
+    """How often each engine evaluates the alert rules."""
+    audit_retention_days: float = 90.0
+    """Audit-log entries are pruned after this many days."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,10 +118,13 @@ _ENV_FIELDS: dict[str, str] = {
     "RETENTION_DAYS": "retention_days", "CRON_CATCHUP": "cron_catchup", "NODE_ID": "node_id",
     "DASHBOARD_PASSWORD_HASH": "dashboard_password_hash", "SESSION_SECRET": "session_secret",
     "LOG_LEVEL": "log_level", "LOG_PAYLOADS": "log_payloads",
+    "ALERT_RULES": "alert_rules", "ALERT_EVERY_S": "alert_every_s",
+    "AUDIT_RETENTION_DAYS": "audit_retention_days",
 }
 _SECRETS = {"API_KEYS", "EVENT_KEYS", "SIGNING_KEY", "SIGNING_KEY_FALLBACK", "WEBHOOK_SECRET",
             "SECRETS_KEY",
-            "DASHBOARD_PASSWORD_HASH", "SESSION_SECRET", "DATABASE_URL"}
+            "DASHBOARD_PASSWORD_HASH", "SESSION_SECRET", "DATABASE_URL",
+            "ALERT_RULES"}  # not secret, but long: ALERT_RULES_FILE reads it from a file
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -169,6 +178,12 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"port {settings.port} is out of range")
     if settings.max_body_bytes < 1024:
         raise ConfigError("max_body_bytes must be at least 1024")
+    if settings.alert_every_s < 0.1:
+        raise ConfigError("alert_every_s must be at least 0.1")
+    if settings.alert_rules:
+        from offload.engine.alerts import settings_rules
+
+        settings_rules(settings.alert_rules)  # ConfigError names the bad rule and field
     if settings.lease_s <= 1:
         raise ConfigError("lease_s must be more than 1 second")
     if settings.node_id is not None:

@@ -241,14 +241,24 @@ class AuditLog:
                                                           "error": str(exc)})
 
 
+async def audit_request(request: Any, *, action: str, target_kind: str | None = None,
+                        target_id: str | None = None, related_id: str | None = None,
+                        outcome: str = "ok", details: dict[str, Any] | None = None) -> None:
+    """Record an action a handler took that :data:`ROUTES` does not cover, with the
+    request's actor (API key or dashboard user) and request id."""
+    scope = request.scope
+    route = Route(("POST",), re.compile(""), action, target_kind,
+                  dashboard=not scope.get("path", "").startswith("/v1/"))
+    await record_audit(request.app.state.engine.store, actor=actor_of(scope, route),
+                       action=action, target_kind=target_kind, target_id=target_id,
+                       related_id=related_id,
+                       request_id=request_id_of(scope.get("headers") or []),
+                       outcome=outcome, details=details)
+
+
 def ops_routers() -> list[Any]:
     """The routers of pause, audit and alerts (API and dashboard), for the app factory."""
-    from offload.api.v1 import audit, pause
+    from offload.api.v1 import alerts, audit, pause
+    from offload.dashboard import ops
 
-    routers: list[Any] = [pause.router, audit.router]
-    for module in ("offload.api.v1.alerts", "offload.dashboard.ops"):
-        try:
-            routers.append(__import__(module, fromlist=["router"]).router)
-        except ModuleNotFoundError:
-            continue
-    return routers
+    return [pause.router, audit.router, alerts.router, ops.router]

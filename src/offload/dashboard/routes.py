@@ -609,6 +609,9 @@ async def run_page(run_id: str, request: Request) -> Response:
     at = now()
     body = run_json(run)
     body["output"] = _without_secrets(body["output"])
+    from offload.engine.audit import run_actions  # who cancelled, replayed, reran it
+
+    body["actions"] = await run_actions(request.app.state.engine.store, run.id)
     for step in body.get("steps", []):
         step["input"] = _without_secrets(step["input"])
         step["output"] = _without_secrets(step["output"])
@@ -787,6 +790,12 @@ async def crons(request: Request) -> Response:
     return _render(request, "crons.html", {"nav": "crons", "crons": rows, "now": at})
 
 
+async def _pause_queues(store: Any) -> list[dict[str, Any]]:
+    from offload.dashboard.ops import queue_rows  # pause state: dashboard/ops.py
+
+    return await queue_rows(store)
+
+
 @router.get("/queues")
 async def queues(request: Request) -> Response:
     """Queue items per queue and function: backlog, scheduled, in flight, oldest due."""
@@ -804,5 +813,6 @@ async def queues(request: Request) -> Response:
         "nav": "queues", "rows": rows,
         "totals": {"due": sum(s.due for s in stats), "scheduled": sum(s.scheduled for s in stats),
                    "leased": sum(s.leased for s in stats)},
+        "pause_queues": await _pause_queues(engine.store),
         "local_inflight": getattr(scheduler, "inflight", None),
         "max_inflight": engine.settings.max_inflight})

@@ -93,8 +93,15 @@ class Engine:
         from offload.engine.maintenance import Maintenance
 
         self.maintenance = Maintenance(self.store,
-                                       retention=timedelta(days=s.retention_days))
+                                       retention=timedelta(days=s.retention_days),
+                                       audit_retention=timedelta(days=s.audit_retention_days))
         self._services.append(self.maintenance)
+        from offload.engine.alerts import Alerts, settings_rules
+
+        self.alerts = Alerts(self.store, declared=settings_rules(s.alert_rules),
+                             every=timedelta(seconds=s.alert_every_s),
+                             dashboard_url=f"{s.base_url}/alerts")
+        self._services.append(self.alerts)
         from offload.engine.heartbeat import Heartbeat
 
         self._services.append(Heartbeat(self.store, self.scheduler.owner))

@@ -63,3 +63,14 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
                                                "id": entry.target_id},
             "related_id": entry.related_id, "request_id": entry.request_id,
             "outcome": entry.outcome, "details": entry.details}
+
+
+async def run_actions(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Operator actions on a run, oldest first: who cancelled, replayed or reran it, and
+    who made it (when it is a replay or rerun of another run)."""
+    from offload.engine.pause import ops_store
+    from offload.store.ops import AuditFilter
+
+    page = await ops_store(store).audit_list(filter=AuditFilter(target_id=run_id),
+                                             cursor=None, limit=50)
+    return [audit_json(e) for e in reversed(page.data)]

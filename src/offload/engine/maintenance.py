@@ -1,4 +1,5 @@
-"""Housekeeping off the hot path: pruning finished runs, their steps and old events.
+"""Housekeeping off the hot path: pruning finished runs, their steps, old events and
+old audit-log entries (``audit_retention_days``, default 90).
 
 Runs ended more than ``retention_days`` ago (default 7) are deleted with their
 steps, in small batches with a pause between them, so pruning never holds the
@@ -27,9 +28,12 @@ class Maintenance:
     """Prunes expired runs and events every ``every`` in the background."""
 
     def __init__(self, store: Store, *, retention: timedelta,
-                 every: timedelta = timedelta(minutes=5)) -> None:
+                 every: timedelta = timedelta(minutes=5),
+                 audit_retention: timedelta | None = None) -> None:
         self.store = store
         self.retention = retention
+        self.audit_retention = audit_retention
+        """Audit-log entries older than this are pruned too (None keeps them)."""
         self.every = every
         self._task: asyncio.Task[None] | None = None
 
@@ -52,8 +56,19 @@ class Maintenance:
             deleted = await self.store.run_prune(ended_before=cutoff, limit=BATCH)
             total += deleted
             if deleted < BATCH:
-                return total
+                break
             await asyncio.sleep(0.05)
+        if self.audit_retention is not None:
+            from offload.engine.pause import ops_store
+
+            before = now() - self.audit_retention
+            while (deleted := await ops_store(self.store).audit_prune(before=before,
+                                                                       limit=BATCH)):
+                total += deleted
+                if deleted < BATCH:
+                    break
+                await asyncio.sleep(0.05)
+        return total
 
     async def _loop(self) -> None:
         while True:

@@ -44,6 +44,11 @@ async def pauses(store: Store, kind: PauseKind | None = None) -> dict[str, Pause
     return {f"{p.kind}:{p.target}": p for p in found}
 
 
+async def function_pause(store: Store, function_id: str) -> Pause | None:
+    """The function's pause, or None when it is not paused."""
+    return (await pauses(store, "function")).get(function_id)
+
+
 async def queues(store: Store) -> list[QueueInfo]:
     """Every queue with items or a pause, with counts and pause state."""
     return await ops_store(store).queue_list(now=now())

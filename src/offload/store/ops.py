@@ -411,7 +411,8 @@ class OpsQueries:
     async def alert_transition(self, *, rule_id: str, rule_name: str, status: str,
                                value: float | None, message: str, at: datetime,
                                notify: NewRun | None) -> AlertEvent | None:
-        """Move a rule to ``status`` unless it is there already, with its notification run.
+        """Move a rule to ``status`` (``ok`` or ``firing``) unless it is there already, and
+        queue its notification run.
 
         A compare-and-set on the stored status: when several engines evaluate the same
         rule at once, one of them records the firing (and queues its notification) and
@@ -433,19 +434,19 @@ class OpsQueries:
                 tx.execute("UPDATE alert_states SET value = ?, evaluated_at = ? "
                            "WHERE rule_id = ?", (value, ms, rule_id))
                 return None
-            if status == "ok":
-                # The first evaluation of a healthy rule: nothing resolved, nothing to send.
-                return None
+            # A rule seen for the first time starts ``ok``, so reaching here means it
+            # fired (ok -> firing) or resolved (firing -> ok).
             run_id = None
             if notify is not None:
                 self._insert_run(tx, notify, ChangeResult())
                 run_id = notify.id
             event = AlertEvent(id=new_id(), rule_id=rule_id, rule_name=rule_name,
-                               status=status, message=message, at=at, value=value,
-                               run_id=run_id)
+                               status="firing" if status == "firing" else "resolved",
+                               message=message, at=at, value=value, run_id=run_id)
             tx.execute(f"INSERT INTO alert_events ({_EVENT_COLS}) VALUES "
                        "(?, ?, ?, ?, ?, ?, ?, ?)",
-                       (event.id, rule_id, rule_name, status, value, message, run_id, ms))
+                       (event.id, rule_id, rule_name, event.status, value, message, run_id,
+                        ms))
             return event
         return await self._write(fn)
 

@@ -48,10 +48,3 @@ async def list_audit(
                            before=before), cursor=cursor, limit=limit)
     return {"data": [audit_json(e) for e in page.data], "next_cursor": page.next_cursor}
 
-
-async def run_actions(request: Request, run_id: str) -> list[dict[str, Any]]:
-    """Operator actions on a run, oldest first: who cancelled, replayed or reran it (or the
-    run it replays)."""
-    store = ops_store(request.app.state.engine.store)
-    page = await store.audit_list(filter=AuditFilter(target_id=run_id), cursor=None, limit=50)
-    return [audit_json(e) for e in reversed(page.data)]

@@ -96,10 +96,10 @@ async def get_run_or_404(request: Request, run_id: str, *, with_steps: bool = Tr
 @router.get("/{run_id}")
 async def get_run(run_id: str, request: Request) -> dict[str, Any]:
     """A run with its steps, and ``actions``: who cancelled, replayed or reran it."""
-    from offload.api.v1.audit import run_actions
+    from offload.engine.audit import run_actions
 
     body = run_json(await get_run_or_404(request, run_id))
-    body["actions"] = await run_actions(request, run_id)
+    body["actions"] = await run_actions(request.app.state.engine.store, run_id)
     return body
 
 
