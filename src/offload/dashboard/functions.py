@@ -1,7 +1,7 @@
 """Dashboard page ``/functions/{id}``: one function, its health, and an Invoke form.
 
 Shows the triggers, retries and flow-control config as synced, whether the
-function is paused (when this build has pausing), its recent runs, duration
+function is paused (:mod:`offload.engine.pause`), its recent runs, duration
 percentiles and failure rate over the last 24 hours. *Invoke* sends an
 ``inngest/function.invoked`` event naming the function, exactly as ``step.invoke``
 does, so the run goes through the same fan-out, flow control and timeouts.
@@ -10,7 +10,6 @@ does, so the run goes through the same fan-out, flow control and timeouts.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from offload.dashboard.routes import (
     _render,
     _run_row,
 )
+from offload.engine.pause import function_pause
 from offload.errors import ValidationError
 from offload.models import HTTP_FUNCTION_ID, Function
 from offload.protocol.messages import FUNCTION_INVOKED_EVENT
@@ -43,24 +43,9 @@ INVOKE_WAIT_S = 5.0
 
 
 async def _paused(engine: Any, fn: Function) -> dict[str, Any] | None:
-    """The function's pause, when this build can pause functions; None if not paused."""
-    for attr in ("paused_at", "paused"):
-        value = getattr(fn, attr, None)
-        if value:
-            return {"since": value if attr == "paused_at" else None}
-    try:
-        module = importlib.import_module("offload.engine.pause")
-    except ImportError:
-        return None
-    check = getattr(module, "function_pause", None) or getattr(module, "get_pause", None)
-    if not callable(check):
-        return None
-    result = check(engine.store, fn.id)
-    if hasattr(result, "__await__"):
-        result = await result
-    if not result:
-        return None
-    return {"since": getattr(result, "paused_at", None) or getattr(result, "created_at", None)}
+    """The function's pause (``since``, ``by``), or None when it is not paused."""
+    pause = await function_pause(engine.store, fn.id)
+    return None if pause is None else {"since": pause.paused_at, "by": pause.paused_by}
 
 
 async def _function_page(request: Request, function_id: str, *, invoke_error: str = "",
