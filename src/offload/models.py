@@ -43,6 +43,7 @@ class StepKind(StrEnum):
     SLEEP = "sleep"
     WAIT_FOR_EVENT = "wait_for_event"
     INVOKE = "invoke"
+    SEND_EVENT = "send_event"
     REQUEST = "request"
     CALLBACK = "callback"
 
@@ -129,11 +130,14 @@ class Event:
     external_id: str | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    extra: dict[str, Any] | None = None
+    """Other fields the sender sent (``v``, ...), kept as they were."""
 
     def as_payload(self) -> dict[str, Any]:
         """The event as the SDKs and expressions see it."""
-        return {"id": self.id, "name": self.name, "data": self.data, "user": self.user or {},
-                "ts": self.ts}
+        payload = {"id": self.id, "name": self.name, "data": self.data,
+                   "user": self.user or {}, "ts": self.ts}
+        return {**self.extra, **payload} if self.extra else payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,8 @@ class Step:
     error: dict[str, Any] | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Every attempt, oldest first: ``{attempt, status, started_at, ended_at, error}``."""
 
 
 @dataclass(frozen=True, slots=True)

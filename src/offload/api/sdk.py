@@ -125,6 +125,9 @@ def _event_key_ok(request: Request, event_key: str) -> bool:
                for k in settings.event_keys)
 
 
+_EVENT_FIELDS = frozenset({"name", "data", "id", "ts", "user", "correlation_id"})
+
+
 def parse_events(body: Any) -> list[NewEvent]:
     """Events from a ``/e/`` or ``/v1/events`` body; raise ValidationError naming the field."""
     items = body if isinstance(body, list) else [body]
@@ -167,9 +170,13 @@ def parse_events(body: Any) -> list[NewEvent]:
         if corr is not None and (not isinstance(corr, str) or not 0 < len(corr) <= 255):
             raise ValidationError(f"{path}.correlation_id", "must be a string of 1 to 255 "
                                   "characters", "invalid_type")
+        version = raw.get("v")
+        if version is not None and not isinstance(version, str):
+            raise ValidationError(f"{path}.v", "must be a string", "invalid_type")
+        extra = {k: v for k, v in raw.items() if k not in _EVENT_FIELDS and v is not None}
         out.append(NewEvent(id=new_id(), name=name, data=data, ts=ts, received_at=at,
                             user=user or None, external_id=external or None,
-                            correlation_id=corr))
+                            correlation_id=corr, extra=extra or None))
     return out
 
 

@@ -22,7 +22,7 @@ def step_json(step: Step) -> dict[str, Any]:
     return {"id": step.id, "name": step.name, "kind": step.kind.value,
             "status": step.status.value, "attempts": step.attempts, "input": step.input,
             "output": step.output, "error": step.error, "started_at": _iso(step.started_at),
-            "ended_at": _iso(step.ended_at)}
+            "ended_at": _iso(step.ended_at), "history": step.history}
 
 
 def run_input(run: Run) -> Any:
@@ -50,10 +50,14 @@ def run_json(run: Run) -> dict[str, Any]:
 
 def event_json(event: Event) -> dict[str, Any]:
     """An event as the API shows it."""
-    return {"id": event.id, "name": event.name, "data": event.data, "user": event.user,
-            "ts": event.ts, "external_id": event.external_id,
+    body = {"id": event.id, "name": event.name, "data": event.data, "user": event.user,
+            "ts": event.ts, "v": None, "external_id": event.external_id,
             "correlation_id": event.correlation_id,
             "received_at": _iso(event.received_at)}
+    for key, value in (event.extra or {}).items():  # v and any other field the SDK sent
+        if key == "v" or key not in body:
+            body[key] = value
+    return body
 
 
 def app_json(app: App) -> dict[str, Any]:

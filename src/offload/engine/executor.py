@@ -53,10 +53,13 @@ from offload.outbound.http import OutboundClient, send
 from offload.outbound.tracing import traceparent
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
+    MAX_SDK_REQUEST_BYTES,
+    MAX_SDK_RESPONSE_BYTES,
     build_call_request,
     build_call_url,
     correlation_id,
     invoke_event,
+    invoke_not_found_error,
 )
 from offload.protocol.opcodes import (
     GeneratorOp,
@@ -69,6 +72,8 @@ from offload.protocol.opcodes import (
 )
 from offload.protocol.runs import (
     DONE,
+    RUNNABLE,
+    attempt_entry,
     function_retries,
     function_url,
     memos_and_stack,
@@ -211,13 +216,25 @@ class Executor:
         payloads = [e.as_payload() for e in events] or [
             {"name": "offload/run.started", "data": {}, "ts": int(started.timestamp() * 1000)}]
         version = run.state.get("request_version")
-        body = build_call_request(
-            run_id=run.id, attempt=attempt, max_attempts=max_attempts, events=payloads,
-            steps=memos, stack=stack,
-            disable_immediate_execution=bool(pending_steps(run.steps or [])),
-            step_id=target or DISCOVERY,
-            request_version=version if version in (-1, 1, 2) else 2)
+
+        def request(steps: dict[str, Any], events: list[dict[str, Any]], use_api: bool
+                    ) -> dict[str, Any]:
+            return build_call_request(
+                run_id=run.id, attempt=attempt, max_attempts=max_attempts, events=events,
+                steps=steps, stack=stack,
+                disable_immediate_execution=bool(pending_steps(run.steps or [])),
+                step_id=target or DISCOVERY, use_api=use_api,
+                request_version=version if version in (-1, 1, 2) else 2)
+
+        body = request(memos, payloads, False)
         content = canonical_json(body)
+        if len(content) > MAX_SDK_REQUEST_BYTES:
+            # Too big to send inline: the SDK fetches the events and memoized steps from
+            # /v0/runs/{id}/batch and /actions instead (``use_api``), as on Inngest.
+            log.info("call request too big to send inline: use_api",
+                     extra={"run_id": run.id, "bytes": len(content)})
+            body = request({}, payloads[:1], True)
+            content = canonical_json(body)
         headers = {"Content-Type": "application/json",
                    "X-Inngest-Server-Kind": server_kind(self.settings),
                    "X-Run-ID": run.id, "X-Inngest-Step-ID": target or DISCOVERY,
@@ -230,7 +247,8 @@ class Executor:
         try:
             answer = await send(self.client, "POST", url, headers=headers, content=content,
                                 timeout_s=self.settings.call_timeout_s,
-                                max_response_bytes=self.settings.max_response_bytes)
+                                max_response_bytes=max(self.settings.max_response_bytes,
+                                                       MAX_SDK_RESPONSE_BYTES))
             response = parse_sdk_response(answer.status, answer.headers, answer.body)
         except OutboundError as exc:
             response = SdkResponse(kind="error", output={
@@ -257,8 +275,8 @@ class Executor:
                     call: Call) -> Outcome:
         response = call.response
         at = now()
-        patch = RunPatch(run_id=run.id, attempt=run.attempt + 1, state=self._state(run, response),
-                         expect_state=dict(run.state))
+        patch = RunPatch(run_id=run.id, attempt=max(run.attempt, call.attempt + 1),
+                         state=self._state(run, response), expect_state=dict(run.state))
         change = Change(run_patches=[patch])
         outcome = Outcome(change)
         if response.kind == "done":
@@ -310,11 +328,13 @@ class Executor:
         steps = {s.id: s for s in run.steps or []}
         if call.target is not None:
             known = steps.get(call.target)
+            status = StepStatus.ERRORED if retry else StepStatus.FAILED
             change.steps.append(StepWrite(
                 run_id=run.id, id=call.target, name=known.name if known else call.target,
-                kind=StepKind.RUN, status=StepStatus.ERRORED if retry else StepStatus.FAILED,
+                kind=known.kind if known else StepKind.RUN, status=status,
                 attempts=call.attempt + 1, error=error, started_at=call.started_at,
-                ended_at=None if retry else at))
+                ended_at=None if retry else at,
+                history=with_attempt(known, call, status, at, error)))
         if retry:
             delay = retry_delay(call.attempt, response.retry_after, at)
             payload = dict(item.payload)
@@ -343,7 +363,7 @@ class Executor:
             known = steps.get(op.id)
             if known is not None and known.status in _DONE:
                 continue  # recorded once; a repeat report changes nothing
-            if known is not None and known.kind is not StepKind.RUN:
+            if known is not None and known.kind not in RUNNABLE:
                 # A sleep, wait or invoke reported again while it is still pending (a
                 # parallel group re-discovered after its quick siblings ended): progress
                 # in flight, not a stall.
@@ -353,20 +373,22 @@ class Executor:
             name = op.step_name
             if op.op in (Opcode.StepRun, Opcode.Step):
                 change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
                     status=StepStatus.COMPLETED, attempts=call.attempt + 1, output=op.data,
-                    error=None, started_at=call.started_at, ended_at=at))
+                    error=None, started_at=call.started_at, ended_at=at,
+                    history=with_attempt(known, call, StepStatus.COMPLETED, at, None)))
                 finished_now.add(op.id)
                 race = race or _is_race(known, op)
             elif op.op in (Opcode.StepError, Opcode.StepFailed):
                 error = op.error or {"name": "Error", "message": "step failed", "stack": None}
                 last = (op.op is Opcode.StepFailed or response.no_retry
                         or call.attempt + 1 >= call.max_attempts)
+                status = StepStatus.FAILED if last else StepStatus.ERRORED
                 change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
-                    status=StepStatus.FAILED if last else StepStatus.ERRORED,
-                    attempts=call.attempt + 1, error=error, started_at=call.started_at,
-                    ended_at=at if last else None))
+                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
+                    status=status, attempts=call.attempt + 1, error=error,
+                    started_at=call.started_at, ended_at=at if last else None,
+                    history=with_attempt(known, call, status, at, error)))
                 if last:
                     finished_now.add(op.id)
                     race = race or _is_race(known, op)
@@ -380,7 +402,7 @@ class Executor:
                 if known is not None or op.id in planned:
                     continue  # already planned: its own call is queued
                 change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
+                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
                     status=StepStatus.PLANNED, attempts=0,
                     input={"parallel_mode": op.parallel_mode}))
                 change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
@@ -480,9 +502,7 @@ class Executor:
             change.steps.append(StepWrite(
                 run_id=run.id, id=op.id, name=name, kind=StepKind.INVOKE,
                 status=StepStatus.FAILED, attempts=1,
-                error={"name": "InvokeError",
-                       "message": f"no function with id {spec.function_id!r} is synced",
-                       "stack": None}, started_at=at, ended_at=at))
+                error=invoke_not_found_error(spec.function_id), started_at=at, ended_at=at))
             return False
         corr = correlation_id(run.id, op.id)
         expires = at + spec.timeout if spec.timeout is not None else None
@@ -525,11 +545,29 @@ class Executor:
         if known is not None and known.status not in _DONE:
             change.steps.append(StepWrite(
                 run_id=run.id, id=step_id, name=known.name, kind=StepKind.SLEEP,
-                status=StepStatus.COMPLETED, attempts=1, output=None, ended_at=at))
+                status=StepStatus.COMPLETED, attempts=1, output=None, ended_at=at,
+                history=[attempt_entry(1, StepStatus.COMPLETED, known.started_at, at, None)]))
             change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
                                         queue=item.queue, payload={"attempt": 0}))
             change.run_patches.append(RunPatch(run_id=run.id, status=RunStatus.RUNNING))
         await self.store.apply(change)
+
+
+def with_attempt(known: Step | None, call: Call, status: StepStatus, at: datetime,
+                 error: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The step's history with the attempt ``call`` made appended (once per attempt)."""
+    history = [h for h in (known.history if known is not None else [])
+               if h.get("attempt") != call.attempt + 1]
+    return [*history, attempt_entry(call.attempt + 1, status, call.started_at, at, error)]
+
+
+def _run_kind(known: Step | None, op: GeneratorOp) -> StepKind:
+    """``send_event`` for the JS SDK's ``step.sendEvent`` (``opts.type``), else ``run``."""
+    if known is not None and known.kind in RUNNABLE:
+        return known.kind
+    if (op.opts or {}).get("type") == "step.sendEvent":
+        return StepKind.SEND_EVENT
+    return StepKind.RUN
 
 
 def _is_race(known: Step | None, op: GeneratorOp) -> bool:

@@ -367,6 +367,16 @@ def for_task(queue: str, *, concurrency: int | None = None,
 # -- applying settings to a new run ------------------------------------------------------
 
 
+def concurrency_key_value(settings: FlowSettings, function_id: str) -> str | None:
+    """The evaluated key of a function run's first keyed concurrency limit (shown as the
+    run's queue), or None when its limits have no key."""
+    for limit in settings.concurrency:
+        for prefix in (f"fn:{function_id}:", "env:"):
+            if limit.key.startswith(prefix) and limit.key[len(prefix):]:
+                return limit.key[len(prefix):][:64]
+    return None
+
+
 def apply_to_new_run(new_run: NewRun, settings: FlowSettings) -> NewRun:
     """Put ``settings`` on ``new_run`` (in place; returned for chaining).
 

@@ -47,6 +47,7 @@ from offload.protocol.messages import (
     FUNCTION_INVOKED_EVENT,
     INVOKE_TIMEOUT_ERROR,
 )
+from offload.protocol.runs import attempt_entry
 from offload.store.base import (
     Change,
     Fence,
@@ -89,11 +90,21 @@ def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
         meta = (event.get("data") or {}).get("_inngest") or {}
         return isinstance(meta, dict) and meta.get("fn_id") == fn.id
     for trigger in fn.config.get("triggers") or []:
-        if not isinstance(trigger, dict) or trigger.get("event") != name:
+        if not isinstance(trigger, dict) or not event_name_matches(trigger.get("event"), name):
             continue
         if _matches(trigger.get("expression"), {"event": event}):
             return True
     return False
+
+
+def event_name_matches(pattern: Any, name: Any) -> bool:
+    """Whether an event trigger's name matches: exactly, or a wildcard ``prefix/*`` (the
+    SDKs allow a trailing ``*``, matching any name that starts with what precedes it)."""
+    if not isinstance(pattern, str) or not isinstance(name, str):
+        return False
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return pattern == name
 
 
 def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> NewRun:
@@ -104,7 +115,10 @@ def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> Ne
     """
     start, finish = function_timeouts(fn.config)
     add_timeouts(run, start=start, finish=finish)
-    return flow.apply_to_new_run(run, flow.for_function(fn.config, events, fn.id))
+    settings = flow.for_function(fn.config, events, fn.id)
+    if run.queue is None:
+        run.queue = flow.concurrency_key_value(settings, fn.id)
+    return flow.apply_to_new_run(run, settings)
 
 
 def new_run_for(fn: Function, event: Event, at: datetime) -> NewRun:
@@ -120,10 +134,11 @@ def _resume(wait: Wait, at: datetime, *, output: Any = None,
             error: dict[str, Any] | None = None) -> Resume:
     trigger = wait.trigger or {}
     kind = StepKind.INVOKE if trigger.get("kind") == "invoke" else StepKind.WAIT_FOR_EVENT
+    status = StepStatus.FAILED if error is not None else StepStatus.COMPLETED
     step = StepWrite(run_id=wait.run_id, id=wait.step_id,
                      name=str(trigger.get("name") or wait.step_id), kind=kind,
-                     status=StepStatus.FAILED if error is not None else StepStatus.COMPLETED,
-                     attempts=1, output=output, error=error, ended_at=at)
+                     status=status, attempts=1, output=output, error=error, ended_at=at,
+                     history=[attempt_entry(1, status, wait.created_at, at, error)])
     return Resume(wait_id=wait.id, run_id=wait.run_id, step=step,
                   item=NewItem(kind=ItemKind.RUN, run_id=wait.run_id, due_at=at,
                                payload={"attempt": 0}))

@@ -28,6 +28,9 @@ __all__ = [
     "FUNCTION_INVOKED_EVENT",
     "INVOKE_TIMEOUT_ERROR",
     "MAX_RETRIES",
+    "MAX_SDK_REQUEST_BYTES",
+    "MAX_SDK_RESPONSE_BYTES",
+    "MAX_STEP_OUTPUT_BYTES",
     "SCHEDULED_TIMER_EVENT",
     "FunctionConfig",
     "RegisterRequest",
@@ -40,6 +43,7 @@ __all__ = [
     "function_failed_event",
     "function_finished_event",
     "invoke_event",
+    "invoke_not_found_error",
     "memo_error",
     "memo_output",
     "parse_register_request",
@@ -48,12 +52,25 @@ __all__ = [
 
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
+MAX_SDK_REQUEST_BYTES = 4 * 1024 * 1024
+"""A call request bigger than this goes without events and steps, with ``use_api``: the
+SDK fetches them from ``/v0/runs/{id}/batch`` and ``/actions`` (Inngest's threshold)."""
+MAX_STEP_OUTPUT_BYTES = 4 * 1024 * 1024
+"""The largest step output an SDK may report (Inngest's limit)."""
+MAX_SDK_RESPONSE_BYTES = MAX_STEP_OUTPUT_BYTES + 256 * 1024
+"""An SDK answer may carry one step output of the largest size plus its envelope."""
 
 FUNCTION_INVOKED_EVENT = "inngest/function.invoked"
 FUNCTION_FINISHED_EVENT = "inngest/function.finished"
 FUNCTION_FAILED_EVENT = "inngest/function.failed"
 FUNCTION_CANCELLED_EVENT = "inngest/function.cancelled"
 SCHEDULED_TIMER_EVENT = "inngest/scheduled.timer"
+
+def invoke_not_found_error(function_id: str) -> dict[str, Any]:
+    """The error a ``step.invoke`` of a function that is not synced fails with."""
+    return {"name": "Error", "message": f"could not find function with ID: {function_id}",
+            "stack": None}
+
 
 INVOKE_TIMEOUT_ERROR: dict[str, str] = {
     "name": "InngestInvokeTimeoutError",

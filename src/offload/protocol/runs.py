@@ -18,6 +18,8 @@ from offload.protocol.messages import DEFAULT_RETRIES, MAX_RETRIES, memo_error, 
 DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
 """Step statuses the SDK memoizes."""
 PENDING = (StepStatus.PLANNED, StepStatus.ERRORED, StepStatus.RUNNING)
+RUNNABLE = (StepKind.RUN, StepKind.SEND_EVENT)
+"""Step kinds the app runs itself (planned, retried, memoized as ``{"data"}``)."""
 """Statuses of planned run steps that have not finished."""
 NO_MEMO: Any = object()
 """What :func:`memo_of` returns for a step the SDK must not be told about."""
@@ -86,4 +88,15 @@ def memos_and_stack(steps: list[Step]) -> tuple[dict[str, Any], list[str]]:
 
 def pending_steps(steps: list[Step]) -> list[Step]:
     """Planned steps not finished yet (parallel steps and steps awaiting a retry)."""
-    return [s for s in steps if s.kind is StepKind.RUN and s.status in PENDING]
+    return [s for s in steps if s.kind in RUNNABLE and s.status in PENDING]
+
+
+def attempt_entry(attempt: int, status: StepStatus, started_at: datetime | None,
+                  ended_at: datetime | None, error: dict[str, Any] | None) -> dict[str, Any]:
+    """One entry of a step's ``history`` (``duration_ms`` when both ends are known)."""
+    duration = (round((ended_at - started_at).total_seconds() * 1000, 3)
+                if started_at and ended_at else None)
+    return {"attempt": attempt, "status": status.value,
+            "started_at": started_at.isoformat() if started_at else None,
+            "ended_at": ended_at.isoformat() if ended_at else None, "duration_ms": duration,
+            "error": error}

@@ -179,6 +179,8 @@ class NewEvent:
     """Given to the runs the event starts."""
     traceparent: str | None = None
     """The sender's W3C trace context, continued by the runs the event starts."""
+    extra: dict[str, Any] | None = None
+    """Other fields the sender sent (``v``, ...)."""
 
 
 @dataclass(slots=True)
@@ -215,6 +217,8 @@ class StepWrite:
     error: Any = UNSET
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    history: Any = UNSET
+    """The step's whole attempt history (replaces the stored one), or UNSET to keep it."""
 
 
 @dataclass(slots=True)

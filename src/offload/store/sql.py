@@ -67,14 +67,14 @@ RUN_COLS = (
 )
 STEP_COLS = (
     "run_id, id, name, kind, status, attempts, position, input, output, error, started_at, "
-    "ended_at"
+    "ended_at, history"
 )
 ITEM_COLS = (
     "id, kind, run_id, due_at, priority, queue, payload, lease_token, lease_expires_at, "
     "expiries, concurrency_key"
 )
 EVENT_COLS = ("id, name, data, ts, received_at, user_data, external_id, correlation_id, "
-              "traceparent")
+              "traceparent, extra")
 APP_COLS = (
     "id, url, sdk, framework, app_version, checksum, sync_error, synced_at, created_at, "
     "updated_at"
@@ -191,7 +191,7 @@ def row_step(r: tuple[Any, ...]) -> Step:
     return Step(
         run_id=r[0], id=r[1], name=r[2], kind=StepKind(r[3]), status=StepStatus(r[4]),
         attempts=r[5], position=r[6], input=loads(r[7]), output=loads(r[8]), error=loads(r[9]),
-        started_at=from_ms(r[10]), ended_at=from_ms(r[11]),
+        started_at=from_ms(r[10]), ended_at=from_ms(r[11]), history=loads(r[12]) or [],
     )
 
 
@@ -207,7 +207,8 @@ def row_item(r: tuple[Any, ...]) -> QueueItem:
 def row_event(r: tuple[Any, ...]) -> Event:
     """An ``events`` row as an Event."""
     return Event(id=r[0], name=r[1], data=loads(r[2]), ts=r[3], received_at=_dt(r[4]),
-                 user=loads(r[5]), external_id=r[6], correlation_id=r[7], traceparent=r[8])
+                 user=loads(r[5]), external_id=r[6], correlation_id=r[7], traceparent=r[8],
+                 extra=loads(r[9]))
 
 
 def row_app(r: tuple[Any, ...]) -> App:
@@ -518,11 +519,12 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
         # ON CONFLICT rather than select-then-insert: two engines accepting the same
         # external id at once must dedupe, not fail one request on the unique index.
         tx.execute(
-            f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (external_id) DO NOTHING",
             (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
              None if event.user is None else dumps(event.user), event.external_id,
-             event.correlation_id, event.traceparent))
+             event.correlation_id, event.traceparent,
+             dumps(event.extra) if event.extra else None))
         if tx.rowcount == 0:
             rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
                               (event.external_id,))
@@ -532,7 +534,7 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
                                     ts=event.ts, received_at=event.received_at,
                                     user=event.user, external_id=event.external_id,
                                     correlation_id=event.correlation_id,
-                                    traceparent=event.traceparent), True))
+                                    traceparent=event.traceparent, extra=event.extra), True))
         if event.fanout:
             self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
                                           payload={"event_id": event.id}), result)
@@ -672,17 +674,17 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries, 
                    "started_at = COALESCE(steps.started_at, excluded.started_at)",
                    "ended_at = excluded.ended_at"]
         for column, v in (("input", step.input), ("output", step.output),
-                          ("error", step.error)):
+                          ("error", step.error), ("history", step.history)):
             if v is not UNSET:
                 updates.append(f"{column} = excluded.{column}")
         tx.execute(
             f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, "
             "(SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?), "
-            "?, ?, ?, ?, ?) ON CONFLICT (run_id, id) DO UPDATE SET "
+            "?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, id) DO UPDATE SET "
             f"{', '.join(updates)} WHERE steps.status NOT IN ('completed', 'failed')",
             (step.run_id, step.id, step.name, step.kind.value, step.status.value, step.attempts,
              step.run_id, value(step.input), value(step.output), value(step.error),
-             _ms(step.started_at), _ms(step.ended_at)))
+             _ms(step.started_at), _ms(step.ended_at), value(step.history)))
 
     # -- bulk jobs -----------------------------------------------------------------------
 

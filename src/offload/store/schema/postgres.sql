@@ -2,6 +2,34 @@
 -- tests/store/test_migrations.py from information_schema and pg_catalog;
 -- do not edit by hand.
 
+CREATE TABLE alert_events (
+    id text NOT NULL,
+    rule_id text NOT NULL,
+    rule_name text NOT NULL,
+    status text NOT NULL,
+    value double precision,
+    message text NOT NULL,
+    run_id text,
+    at bigint NOT NULL
+);
+CREATE TABLE alert_rules (
+    id text NOT NULL,
+    name text NOT NULL,
+    kind text NOT NULL,
+    spec text NOT NULL,
+    url text NOT NULL,
+    enabled integer NOT NULL DEFAULT 1,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE TABLE alert_states (
+    rule_id text NOT NULL,
+    status text NOT NULL,
+    value double precision,
+    since bigint NOT NULL,
+    evaluated_at bigint NOT NULL,
+    message text
+);
 CREATE TABLE api_keys (
     id text NOT NULL,
     name text NOT NULL,
@@ -22,6 +50,20 @@ CREATE TABLE apps (
     synced_at bigint,
     created_at bigint NOT NULL,
     updated_at bigint NOT NULL
+);
+CREATE TABLE audit_log (
+    id text NOT NULL,
+    at bigint NOT NULL,
+    actor_kind text NOT NULL,
+    actor_id text,
+    actor_name text,
+    action text NOT NULL,
+    target_kind text,
+    target_id text,
+    related_id text,
+    request_id text,
+    outcome text NOT NULL DEFAULT 'ok'::text,
+    details text
 );
 CREATE TABLE bulk_jobs (
     id text NOT NULL,
@@ -56,7 +98,10 @@ CREATE TABLE events (
     user_data text,
     ts bigint NOT NULL,
     external_id text,
-    received_at bigint NOT NULL
+    received_at bigint NOT NULL,
+    extra text,
+    correlation_id text,
+    traceparent text
 );
 CREATE TABLE flow_batches (
     key text NOT NULL,
@@ -97,6 +142,12 @@ CREATE TABLE offload_schema (
     version integer NOT NULL,
     name text NOT NULL,
     applied_at bigint NOT NULL
+);
+CREATE TABLE pauses (
+    kind text NOT NULL,
+    target text NOT NULL,
+    paused_at bigint NOT NULL,
+    paused_by text
 );
 CREATE TABLE queue_items (
     id text NOT NULL,
@@ -143,6 +194,12 @@ CREATE TABLE runs (
     concurrency text,
     name text
 );
+CREATE TABLE secrets (
+    name text NOT NULL,
+    ciphertext text NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
 CREATE TABLE steps (
     run_id text NOT NULL,
     id text NOT NULL,
@@ -155,7 +212,8 @@ CREATE TABLE steps (
     output text,
     error text,
     started_at bigint,
-    ended_at bigint
+    ended_at bigint,
+    history text
 );
 CREATE TABLE waits (
     id text NOT NULL,
@@ -168,10 +226,39 @@ CREATE TABLE waits (
     expires_at bigint,
     created_at bigint NOT NULL
 );
+CREATE TABLE webhook_deliveries (
+    id text NOT NULL,
+    webhook_id text NOT NULL,
+    delivery_id text NOT NULL,
+    event_id text,
+    event_name text,
+    run_id text,
+    headers text NOT NULL,
+    body text NOT NULL,
+    body_base64 integer NOT NULL DEFAULT 0,
+    received_at bigint NOT NULL
+);
+CREATE TABLE webhooks (
+    id text NOT NULL,
+    name text NOT NULL,
+    verify text NOT NULL,
+    secret text,
+    previous_secret text,
+    previous_until bigint,
+    event text NOT NULL,
+    forward text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
 
+ALTER TABLE alert_events ADD CONSTRAINT alert_events_pkey PRIMARY KEY (id);
+ALTER TABLE alert_rules ADD CONSTRAINT alert_rules_name_key UNIQUE (name);
+ALTER TABLE alert_rules ADD CONSTRAINT alert_rules_pkey PRIMARY KEY (id);
+ALTER TABLE alert_states ADD CONSTRAINT alert_states_pkey PRIMARY KEY (rule_id);
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
 ALTER TABLE api_keys ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
 ALTER TABLE apps ADD CONSTRAINT apps_pkey PRIMARY KEY (id);
+ALTER TABLE audit_log ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
 ALTER TABLE bulk_jobs ADD CONSTRAINT bulk_jobs_pkey PRIMARY KEY (id);
 ALTER TABLE cron_ticks ADD CONSTRAINT cron_ticks_pkey PRIMARY KEY (function_id, tick_at);
 ALTER TABLE engines ADD CONSTRAINT engines_pkey PRIMARY KEY (id);
@@ -185,15 +272,30 @@ ALTER TABLE functions ADD CONSTRAINT functions_app_id_fkey FOREIGN KEY (app_id) 
 ALTER TABLE functions ADD CONSTRAINT functions_pkey PRIMARY KEY (id);
 ALTER TABLE idempotency_keys ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (scope, key);
 ALTER TABLE offload_schema ADD CONSTRAINT offload_schema_pkey PRIMARY KEY (version);
+ALTER TABLE pauses ADD CONSTRAINT pauses_pkey PRIMARY KEY (kind, target);
 ALTER TABLE queue_items ADD CONSTRAINT queue_items_pkey PRIMARY KEY (id);
 ALTER TABLE run_events ADD CONSTRAINT run_events_pkey PRIMARY KEY (event_id, run_id);
 ALTER TABLE runs ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+ALTER TABLE secrets ADD CONSTRAINT secrets_pkey PRIMARY KEY (name);
 ALTER TABLE steps ADD CONSTRAINT steps_pkey PRIMARY KEY (run_id, id);
 ALTER TABLE waits ADD CONSTRAINT waits_pkey PRIMARY KEY (id);
+ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+ALTER TABLE webhook_deliveries ADD CONSTRAINT webhook_deliveries_webhook_id_delivery_id_key UNIQUE (webhook_id, delivery_id);
+ALTER TABLE webhooks ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
 
+CREATE UNIQUE INDEX alert_events_pkey ON alert_events USING btree (id);
+CREATE INDEX alert_events_rule ON alert_events USING btree (rule_id, id);
+CREATE UNIQUE INDEX alert_rules_name_key ON alert_rules USING btree (name);
+CREATE UNIQUE INDEX alert_rules_pkey ON alert_rules USING btree (id);
+CREATE UNIQUE INDEX alert_states_pkey ON alert_states USING btree (rule_id);
 CREATE UNIQUE INDEX api_keys_key_hash_key ON api_keys USING btree (key_hash);
 CREATE UNIQUE INDEX api_keys_pkey ON api_keys USING btree (id);
 CREATE UNIQUE INDEX apps_pkey ON apps USING btree (id);
+CREATE INDEX audit_log_action ON audit_log USING btree (action, id);
+CREATE INDEX audit_log_at ON audit_log USING btree (at);
+CREATE UNIQUE INDEX audit_log_pkey ON audit_log USING btree (id);
+CREATE INDEX audit_log_related ON audit_log USING btree (related_id);
+CREATE INDEX audit_log_target ON audit_log USING btree (target_id);
 CREATE UNIQUE INDEX bulk_jobs_pkey ON bulk_jobs USING btree (id);
 CREATE UNIQUE INDEX cron_ticks_pkey ON cron_ticks USING btree (function_id, tick_at);
 CREATE UNIQUE INDEX engines_pkey ON engines USING btree (id);
@@ -208,6 +310,7 @@ CREATE INDEX functions_app ON functions USING btree (app_id);
 CREATE UNIQUE INDEX functions_pkey ON functions USING btree (id);
 CREATE UNIQUE INDEX idempotency_keys_pkey ON idempotency_keys USING btree (scope, key);
 CREATE UNIQUE INDEX offload_schema_pkey ON offload_schema USING btree (version);
+CREATE UNIQUE INDEX pauses_pkey ON pauses USING btree (kind, target);
 CREATE INDEX queue_items_ckey2_blocked ON queue_items USING btree (concurrency_key2, due_at) WHERE (blocked = 1);
 CREATE INDEX queue_items_ckey2_leased ON queue_items USING btree (concurrency_key2) WHERE ((lease_owner IS NOT NULL) AND (concurrency_key2 IS NOT NULL));
 CREATE INDEX queue_items_ckey2_ready ON queue_items USING btree (concurrency_key2, due_at) WHERE ((lease_owner IS NULL) AND (blocked = 0) AND (concurrency_key2 IS NOT NULL));
@@ -215,11 +318,13 @@ CREATE INDEX queue_items_ckey_blocked ON queue_items USING btree (concurrency_ke
 CREATE INDEX queue_items_ckey_leased ON queue_items USING btree (concurrency_key) WHERE ((lease_owner IS NOT NULL) AND (concurrency_key IS NOT NULL));
 CREATE INDEX queue_items_ckey_ready ON queue_items USING btree (concurrency_key, due_at) WHERE ((lease_owner IS NULL) AND (blocked = 0) AND (concurrency_key IS NOT NULL));
 CREATE INDEX queue_items_leased ON queue_items USING btree (lease_expires_at) WHERE (lease_owner IS NOT NULL);
+CREATE INDEX queue_items_paused ON queue_items USING btree (queue) WHERE (blocked = 2);
 CREATE UNIQUE INDEX queue_items_pkey ON queue_items USING btree (id);
 CREATE INDEX queue_items_ready ON queue_items USING btree (due_at) WHERE ((lease_owner IS NULL) AND (blocked = 0));
 CREATE INDEX queue_items_run ON queue_items USING btree (run_id);
 CREATE UNIQUE INDEX run_events_pkey ON run_events USING btree (event_id, run_id);
 CREATE INDEX run_events_run ON run_events USING btree (run_id);
+CREATE INDEX runs_correlation ON runs USING btree (correlation_id, id) WHERE (correlation_id IS NOT NULL);
 CREATE INDEX runs_created ON runs USING btree (created_at);
 CREATE INDEX runs_ended ON runs USING btree (ended_at) WHERE (ended_at IS NOT NULL);
 CREATE INDEX runs_function ON runs USING btree (function_id, id);
@@ -229,8 +334,14 @@ CREATE UNIQUE INDEX runs_pkey ON runs USING btree (id);
 CREATE INDEX runs_queue ON runs USING btree (queue, id);
 CREATE INDEX runs_replay_of ON runs USING btree (replay_of) WHERE (replay_of IS NOT NULL);
 CREATE INDEX runs_status ON runs USING btree (status, id);
+CREATE UNIQUE INDEX secrets_pkey ON secrets USING btree (name);
 CREATE UNIQUE INDEX steps_pkey ON steps USING btree (run_id, id);
 CREATE INDEX waits_correlation ON waits USING btree (correlation_id);
 CREATE INDEX waits_event ON waits USING btree (event_name);
 CREATE UNIQUE INDEX waits_pkey ON waits USING btree (id);
 CREATE INDEX waits_run ON waits USING btree (run_id);
+CREATE UNIQUE INDEX webhook_deliveries_pkey ON webhook_deliveries USING btree (id);
+CREATE INDEX webhook_deliveries_received ON webhook_deliveries USING btree (received_at);
+CREATE INDEX webhook_deliveries_recent ON webhook_deliveries USING btree (webhook_id, id);
+CREATE UNIQUE INDEX webhook_deliveries_webhook_id_delivery_id_key ON webhook_deliveries USING btree (webhook_id, delivery_id);
+CREATE UNIQUE INDEX webhooks_pkey ON webhooks USING btree (id);

@@ -1,0 +1,148 @@
+"""Shared plumbing of the SDK conformance suites: an engine, an app, and API helpers.
+
+Each suite (test_sdk_conformance_python.py, test_sdk_conformance_node.py) starts one
+real engine and one real SDK app per set-up (dev mode on SQLite, signed mode on
+PostgreSQL), syncs the app, and drives scenarios through ``/e/{key}`` and ``/v1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import postgres_schema
+from tests.support.engine import EngineProcess, free_port
+
+SIGNING_KEY = "signkey-test-" + "cd34" * 16
+EVENT_KEY = "conf-event-key-" + "e" * 16
+API_KEY = "conf-admin-key-" + "f" * 20
+SETUPS = [("dev", "sqlite"), ("signed", "postgres")]
+ENDED = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class Stack:
+    """An engine and an SDK app wired together."""
+
+    mode: str
+    engine: EngineProcess
+    app_url: str
+
+    @property
+    def signed(self) -> bool:
+        return self.mode == "signed"
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {API_KEY}"} if self.signed else {}
+        return httpx.request(method, f"{self.engine.url}{path}", headers=headers,
+                             timeout=60, **kw)
+
+    def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Send one event the way the SDKs do (``POST /e/{key}``); its id."""
+        r = httpx.post(f"{self.engine.url}/e/{EVENT_KEY}",
+                       json={"name": name, "data": data or {}, **fields}, timeout=60)
+        assert r.status_code == 200, r.text
+        return str(r.json()["ids"][0])
+
+    def runs_of_event(self, event_id: str, n: int = 1, timeout: float = 20
+                      ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = list(self.api("GET", f"/v1/events/{event_id}").json().get("runs") or [])
+            if len(runs) >= n or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.05)
+
+    def start(self, name: str, data: dict[str, Any] | None = None) -> str:
+        """Send an event that starts exactly one run; the run's id."""
+        runs = self.runs_of_event(self.send(name, data))
+        assert len(runs) == 1, runs
+        return str(runs[0]["id"])
+
+    def finish(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run: dict[str, Any] = self.api("GET", f"/v1/runs/{run_id}/wait",
+                                           params={"timeout": 10}).json()
+            if run["status"] in ENDED:
+                full: dict[str, Any] = self.api("GET", f"/v1/runs/{run_id}").json()
+                return full
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run did not end: {run}\n{self.engine.logs()}")
+
+    def run(self, name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.finish(self.start(name, data))
+
+    def runs_of(self, function_id: str) -> list[dict[str, Any]]:
+        r = self.api("GET", "/v1/runs", params={"function_id": function_id})
+        assert r.status_code == 200, r.text
+        data: list[dict[str, Any]] = r.json()["data"]
+        return data
+
+    def ended_run_of(self, function_id: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for run in self.runs_of(function_id):
+                if run["status"] in ENDED:
+                    return self.finish(run["id"])
+            assert time.monotonic() < deadline, self.runs_of(function_id)
+            time.sleep(0.1)
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextlib.contextmanager
+def stack(mode: str, store: str, data_dir: Path, app_cmd: list[str], app_cwd: Path | None,
+          app_probe: str) -> Iterator[Stack]:
+    """An engine (``mode``, ``store``) and the app ``app_cmd`` (told its port by ``PORT``
+    and ``--port``), synced; both killed afterwards."""
+    with contextlib.ExitStack() as cleanup:
+        database_url = cleanup.enter_context(postgres_schema()) if store == "postgres" \
+            else None
+        port = free_port()
+        env: dict[str, str] = {"OFFLOAD_CALL_TIMEOUT_S": "30"}
+        kwargs: dict[str, Any] = {"database_url": database_url, "port": port}
+        app_env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+        if mode == "signed":
+            env.update(OFFLOAD_SIGNING_KEY=SIGNING_KEY, OFFLOAD_EVENT_KEYS=EVENT_KEY,
+                       OFFLOAD_API_KEYS=API_KEY, OFFLOAD_OUTBOUND_ALLOW="127.0.0.1/32")
+            kwargs["mode"] = "serve"
+            app_env.update(INNGEST_SIGNING_KEY=SIGNING_KEY, INNGEST_EVENT_KEY=EVENT_KEY,
+                           INNGEST_BASE_URL=f"http://127.0.0.1:{port}", INNGEST_DEV="0")
+        else:
+            app_env["INNGEST_DEV"] = f"http://127.0.0.1:{port}"
+        engine = EngineProcess(data_dir, env=env, **kwargs).start()
+        cleanup.callback(engine.kill)
+        app_port = free_port()
+        app_env["PORT"] = str(app_port)
+        log = (data_dir / "app.log").open("ab")
+        proc = subprocess.Popen([*app_cmd, "--port", str(app_port)], cwd=app_cwd, env=app_env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+        def _stop() -> None:
+            proc.kill()
+            proc.wait()
+        cleanup.callback(_stop)
+        base = f"http://127.0.0.1:{app_port}"
+        wait_http(base + app_probe)
+        s = Stack(mode, engine, base)
+        synced = s.api("POST", "/v1/apps", json={"url": f"{base}/api/inngest"})
+        assert synced.status_code in (200, 201), synced.text
+        yield s
