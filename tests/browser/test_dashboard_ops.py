@@ -302,6 +302,9 @@ def test_http_tasks__method_host_path_and_name(page: Any, engine: EngineProcess,
     assert [r["id"] for r in api.get("/v1/runs", params={"name": "nightly-42"}).json()["data"]] \
         == [named]
 
+    page.goto(f"{engine.url}/runs/{named}")
+    assert page.locator("#task-target").inner_text() == f"PUT {host}/reports/nightly nightly-42"
+    page.goto(f"{engine.url}/runs")
     page.fill("#run-filters input[name=name]", "nightly-42")
     page.click("#run-filters button[type=submit]")
     page.wait_for_url(re.compile(r"name=nightly-42"))
@@ -368,3 +371,24 @@ def test_overview__chart_times_are_utc_dates(page: Any, engine: EngineProcess) -
     now = datetime.now(UTC)
     assert (int(match[1]), int(match[2]), int(match[3])) == (now.year, now.month, now.day) \
         or now.hour == 0  # just past midnight the hovered minute may be yesterday's
+
+
+def test_run_page__every_attempt_of_a_step(page: Any, engine: EngineProcess, api: httpx.Client,
+                                           sdk_app: str) -> None:
+    event = api.post("/v1/events", json={"name": "t/flaky", "data": {}}).json()["ids"][0]
+    run_id = _run_of_event(api, event)
+    done = _wait(api, run_id)
+    assert done["status"] == "completed"
+    step = next(s for s in done["steps"] if s["name"] == "maybe")
+    assert len(step["history"]) == 2
+
+    page.goto(f"{engine.url}/runs/{run_id}")
+    article = page.locator("article.step", has_text="maybe")
+    rows = article.locator("table.attempts tr.attempt")
+    assert rows.count() == 2
+    first, second = rows.nth(0).inner_text(), rows.nth(1).inner_text()
+    assert "failed" in first or "errored" in first
+    assert "transient" in first and "ValueError" in first
+    assert "completed" in second and "transient" not in second
+    assert re.search(r"\d+ ms", second)
+    _shot(page, "run-attempts")

@@ -220,6 +220,20 @@ def test_apps_sync(engine: EngineProcess, tmp_path: Path) -> None:
         assert synced.stdout.startswith("synced pyapp:") and "pyapp-two-steps" in synced.stdout
         listed = offload("apps", "list", "--json", url=engine.url)
         assert any(a["id"] == "pyapp" for a in json.loads(listed.stdout)["data"])
+
+        # A step that fails once then succeeds: both attempts under the step in the tree.
+        event = json.loads(offload("events", "send", "t/flaky", "--json",
+                                   url=engine.url).stdout)["ids"][0]
+        runs = _until(lambda: httpx.get(f"{engine.url}/v1/events/{event}").json()["runs"])
+        run_id = runs[0]["id"]
+        httpx.get(f"{engine.url}/v1/runs/{run_id}/wait", params={"timeout": 30}, timeout=40)
+        tree = offload("runs", "show", run_id, url=engine.url).stdout
+        lines = tree.splitlines()
+        step = next(i for i, line in enumerate(lines) if "maybe" in line)
+        assert "2 attempt(s)" in lines[step]
+        assert "attempt 1: errored" in lines[step + 1]
+        assert "ValueError: transient" in lines[step + 1]
+        assert "attempt 2: completed" in lines[step + 2]
     finally:
         _stop(app)
     down = offload("apps", "sync", f"http://127.0.0.1:{port}/api/inngest", url=engine.url)

@@ -75,8 +75,11 @@ def _finished(engine: EngineProcess, function_id: str, timeout: float = 40) -> d
 
 def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
     app_dir = EXAMPLES / "nextjs"
-    if shutil.which("node") is None or not (app_dir / "node_modules" / "next").exists():
-        message = "Next.js example needs node and `npm ci` in examples/nextjs (scripts/services)"
+    client = ROOT / "clients" / "typescript" / "dist" / "esm" / "index.js"
+    if shutil.which("node") is None or not (app_dir / "node_modules" / "next").exists() \
+            or not client.exists():
+        message = ("Next.js example needs node, `npm ci` in examples/nextjs and the built "
+                   "clients/typescript (scripts/services)")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(f"SKIPPING — {message}")

@@ -625,6 +625,7 @@ async def run_page(run_id: str, request: Request) -> Response:
     return _render(request, "run.html", {
         "nav": "runs", "run": body, "model": run, "trigger": _trigger(run),
         "replayed_as": replays.get(run.id), "restarts": _restarts(body),
+        "target": task_target(run),
         "trace_id": trace_id(run.id, run.state.get("traceparent")),
         "timeline": timeline, "terminal": run.status.terminal,
         "duration": _fmt_ms(_duration_ms(run.started_at, run.ended_at)),
