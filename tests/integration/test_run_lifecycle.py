@@ -1,4 +1,5 @@
-"""Every way a run ends wakes a parent waiting on it in ``step.invoke`` — once.
+"""Every way a run ends wakes a parent waiting on it in ``step.invoke`` — once; and
+durable functions move the same step, outbound and retry metrics as HTTP tasks.
 
 A real engine and an app written with the official Python SDK
 (``apps/lifecycle_app.py``): ``lc/parent`` invokes a child that sleeps for an hour,
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import inngest
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
@@ -213,3 +215,36 @@ def test_lease_exhaustion__wakes_the_parent(setup: Setup) -> None:
     run = setup.parent_resumed(parent, child, "lease_exhausted")
     assert "lease expired" in run["output"]["message"]
     assert setup.api("GET", f"/v1/runs/{child}").json()["status"] == "failed"
+
+
+def _metrics(setup: Setup) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = setup.api("GET", "/metrics").text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def _sum(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+         **labels: str) -> float:
+    return sum(v for (n, ls), v in samples.items()
+               if n == name and set(labels.items()) <= set(ls))
+
+
+def test_metrics__steps_outbound_and_retries_move_for_durable_functions(setup: Setup) -> None:
+    before = _metrics(setup)
+    run_id = setup.run_of(setup.send("lc/flaky-once", {}))
+    run = setup.until(run_id, "completed", "failed", "cancelled", timeout=40)
+    assert run["status"] == "completed" and run["output"] == "ok", run
+    setup.api("POST", f"/v1/runs/{setup.parent_and_child('sleepy')[1]}/cancel")
+    after = _metrics(setup)
+
+    def moved(name: str, **labels: str) -> float:
+        return _sum(after, name, **labels) - _sum(before, name, **labels)
+
+    assert moved("offload_retries_total", kind="step") >= 1
+    assert moved("offload_step_duration_seconds_count", kind="run", status="errored") >= 1
+    assert moved("offload_step_duration_seconds_count", kind="run", status="completed") >= 1
+    assert moved("offload_outbound_requests_total", kind="app", outcome="success") >= 2
+    assert moved("offload_run_ends_total", kind="function", status="completed",
+                 reason="attempt") >= 1
+    assert moved("offload_run_ends_total", kind="function", status="cancelled",
+                 reason="api") == 1

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offload.engine.retries import (
+from offload.engine.attempts import (
     MAX_RETRY_AFTER,
     Outcome,
     backoff_delay,

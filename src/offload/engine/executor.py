@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from offload import metrics
 from offload.clock import now
 from offload.config import Settings
+from offload.engine import attempts
+from offload.engine.attempts import RunError
 from offload.engine.catalog import FunctionCatalog
-from offload.engine.retries import backoff_delay
 from offload.engine.runs import RunLifecycle, end_events
 from offload.engine.triggers import with_controls
 from offload.errors import (
@@ -101,16 +103,6 @@ MAX_GUARD_RETRIES = 20
 _DONE = DONE
 
 
-def retry_delay(attempt: int, retry_after: datetime | timedelta | None,
-                at: datetime) -> timedelta:
-    """Backoff with full jitter, or the SDK's ``Retry-After``."""
-    if isinstance(retry_after, datetime):
-        return max(retry_after - at, timedelta(0))
-    if isinstance(retry_after, timedelta):
-        return max(retry_after, timedelta(0))
-    return backoff_delay(attempt)
-
-
 @dataclass
 class Call:
     """One call request and what came of it."""
@@ -120,6 +112,8 @@ class Call:
     max_attempts: int
     started_at: datetime
     response: SdkResponse
+    seconds: float = 0.0
+    """How long the call took."""
 
 
 @dataclass
@@ -154,10 +148,9 @@ class Executor:
             await self.store.apply(Change(fence=fence))
             return
         if fn is None:
-            await self.runs.fail(full.id, {
-                "name": "FunctionNotFound",
-                "message": f"function {run.function_id!r} is not synced any more",
-                "stack": None}, reason="function_not_found", fence=fence, run=full)
+            await self.runs.fail(full.id, RunError(
+                "FunctionNotFound", f"function {run.function_id!r} is not synced any more"),
+                reason="function_not_found", fence=fence, run=full)
             return
         wake = item.payload.get("wake")
         if isinstance(wake, str):
@@ -186,11 +179,35 @@ class Executor:
                 full = fresh
                 continue
             self._log(full, outcome)
+            self._record(call, outcome)
             if outcome.finished:
                 patch = outcome.change.run_patches[0]
                 self.runs.ended(run.id, patch.status)
             return
         raise StaleRunError(f"run {run.id}: gave up after {MAX_GUARD_RETRIES} conflicts")
+
+    @staticmethod
+    def _record(call: Call, outcome: Outcome) -> None:
+        """The step, outbound and retry metrics of a committed call (the same series as
+        HTTP tasks: ``engine.attempts``)."""
+        response = call.response
+        result = attempts.Outcome.SUCCESS
+        if response.kind == "error":
+            result = attempts.Outcome.FAIL if response.no_retry else attempts.Outcome.RETRY
+        attempts.record_attempt("run", outbound="app", outcome=result, step_status=None,
+                                seconds=call.seconds)
+        retried = False
+        for step in outcome.change.steps:
+            if step.kind is StepKind.RUN and step.status in (
+                    StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED):
+                metrics.observe_step("run", step.status.value, call.seconds)
+            if step.status is StepStatus.ERRORED:
+                attempts.record_retry("step")
+                retried = True
+        patch = outcome.change.run_patches[0] if outcome.change.run_patches else None
+        if not retried and response.kind == "error" and patch is not None \
+                and patch.status is RunStatus.QUEUED:
+            attempts.record_retry("step")  # a function-level error, retried whole
 
     def _log(self, run: Run, outcome: Outcome) -> None:
         """One line per step that ended or paused, and one for the run's new status."""
@@ -251,16 +268,14 @@ class Executor:
                                                        MAX_SDK_RESPONSE_BYTES))
             response = parse_sdk_response(answer.status, answer.headers, answer.body)
         except OutboundError as exc:
-            response = SdkResponse(kind="error", output={
-                "name": type(exc).__name__, "message": str(exc), "stack": None})
+            response = SdkResponse(kind="error", output=RunError(type(exc).__name__, str(exc)))
         except ProtocolError as exc:
-            response = SdkResponse(kind="error", output={
-                "name": "ProtocolError", "message": str(exc), "stack": None})
+            response = SdkResponse(kind="error", output=RunError("ProtocolError", str(exc)))
         except (ValueError, UnicodeDecodeError) as exc:
-            response = SdkResponse(kind="error", output={
-                "name": "ProtocolError", "message": f"unreadable SDK answer: {exc}",
-                "stack": None})
-        return Call(target, attempt, max_attempts, started, response)
+            response = SdkResponse(kind="error", output=RunError(
+                "ProtocolError", f"unreadable SDK answer: {exc}"))
+        return Call(target, attempt, max_attempts, started, response,
+                    (now() - started).total_seconds())
 
     # -- deciding what to write ---------------------------------------------------------
 
@@ -288,10 +303,8 @@ class Executor:
         if not await self._ops(fn, run, events, item, call, outcome, at):
             # Nothing new and nothing outstanding: the function is not deterministic, or
             # the SDK is confused. Retry with backoff like any error, then fail the run.
-            call.response = SdkResponse(kind="error", output={
-                "name": "NoProgressError",
-                "message": "the SDK reported only steps that had already finished",
-                "stack": None})
+            call.response = SdkResponse(kind="error", output=RunError(
+                "NoProgressError", "the SDK reported only steps that had already finished"))
             outcome = Outcome(Change(run_patches=[patch]))
             patch.status = None
             return self._function_error(fn, run, events, item, call, outcome, at)
@@ -336,7 +349,8 @@ class Executor:
                 ended_at=None if retry else at,
                 history=with_attempt(known, call, status, at, error)))
         if retry:
-            delay = retry_delay(call.attempt, response.retry_after, at)
+            delay = attempts.next_retry_delay(attempt=call.attempt,
+                                              retry_after=response.retry_after, now=at)
             payload = dict(item.payload)
             payload["attempt"] = call.attempt + 1
             change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at + delay,
@@ -380,7 +394,7 @@ class Executor:
                 finished_now.add(op.id)
                 race = race or _is_race(known, op)
             elif op.op in (Opcode.StepError, Opcode.StepFailed):
-                error = op.error or {"name": "Error", "message": "step failed", "stack": None}
+                error = op.error or RunError("Error", "step failed")
                 last = (op.op is Opcode.StepFailed or response.no_retry
                         or call.attempt + 1 >= call.max_attempts)
                 status = StepStatus.FAILED if last else StepStatus.ERRORED
@@ -393,7 +407,8 @@ class Executor:
                     finished_now.add(op.id)
                     race = race or _is_race(known, op)
                 else:
-                    delay = retry_delay(call.attempt, response.retry_after, at)
+                    delay = attempts.next_retry_delay(attempt=call.attempt,
+                                                      retry_after=response.retry_after, now=at)
                     change.items.append(NewItem(
                         kind=ItemKind.RUN, run_id=run.id, due_at=at + delay, queue=item.queue,
                         payload={"step_id": op.id, "attempt": call.attempt + 1}))
@@ -462,9 +477,9 @@ class Executor:
                 change.steps.append(StepWrite(
                     run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
                     status=StepStatus.FAILED, attempts=call.attempt + 1,
-                    error={"name": "UnsupportedOpcode",
-                           "message": f"offload does not support {op.op.value} yet",
-                           "stack": None}, started_at=call.started_at, ended_at=at))
+                    error=RunError("UnsupportedOpcode",
+                                   f"offload does not support {op.op.value} yet"),
+                    started_at=call.started_at, ended_at=at))
                 finished_now.add(op.id)
         # Who calls the app next: a discovery call once no planned step is outstanding
         # (wait mode), or after each finished step in race mode.

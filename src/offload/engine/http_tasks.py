@@ -20,7 +20,14 @@ import orjson
 
 from offload import metrics
 from offload.clock import now
-from offload.engine.retries import Outcome, classify_status, next_retry_delay, parse_retry_after
+from offload.engine import attempts
+from offload.engine.attempts import (
+    Outcome,
+    RunError,
+    classify_status,
+    next_retry_delay,
+    parse_retry_after,
+)
 from offload.errors import ConfigError, OutboundError
 from offload.logging import log_run
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
@@ -165,14 +172,13 @@ class HttpTasks:
                                   max_response_bytes=self.max_response_bytes)
         except OutboundError as exc:
             return Attempt(Outcome.RETRY, started, now(), None,
-                           {"name": type(exc).__name__, "message": str(exc), "stack": None},
+                           RunError(type(exc).__name__, str(exc)),
                            None)
         outcome = classify_status(response.status)
         error = None
         if outcome is not Outcome.SUCCESS:
-            error = {"name": "HTTPStatusError",
-                     "message": f"{url.split('?')[0]} answered {response.status}",
-                     "stack": None}
+            error = RunError("HTTPStatusError",
+                             f"{url.split('?')[0]} answered {response.status}")
         retry_after = parse_retry_after(response.headers.get("retry-after"), started)
         return Attempt(outcome, started, now(), response, error, retry_after)
 
@@ -188,9 +194,9 @@ class HttpTasks:
                 (spec["url"], spec.get("headers") or {}, [])
         except (SecretNotFoundError, ConfigError) as exc:
             at = now()
-            result = Attempt(Outcome.FAIL, at, at, None, {
-                "name": "SecretNotFoundError" if isinstance(exc, SecretNotFoundError)
-                else "SecretsKeyError", "message": str(exc), "stack": None}, None)
+            result = Attempt(Outcome.FAIL, at, at, None, RunError(
+                "SecretNotFoundError" if isinstance(exc, SecretNotFoundError)
+                else "SecretsKeyError", str(exc)), None)
         else:
             result = await self._call(
                 spec.get("method", "POST"), url, msg_id=f"msg_{run.id}",
@@ -220,7 +226,7 @@ class HttpTasks:
                 run_id=run.id, status=RunStatus.COMPLETED, attempt=attempt_no, output=response,
                 error=None, state=state, ended_at=result.ended_at))
         elif retry:
-            metrics.count_retry("request")
+            attempts.record_retry("request")
             delay = next_retry_delay(attempt=attempt_no - 1, retry_after=result.retry_after)
             step.status = StepStatus.ERRORED
             step.ended_at = None
@@ -245,8 +251,8 @@ class HttpTasks:
                                         due_at=result.ended_at, queue=item.queue,
                                         payload={"url": callback, "attempt": 0}))
         elapsed = (result.ended_at - result.started_at).total_seconds()
-        metrics.observe_outbound("target", result.outcome.value, elapsed)
-        metrics.observe_step("request", step.status.value, elapsed)
+        attempts.record_attempt("request", outbound="target", outcome=result.outcome,
+                                step_status=step.status.value, seconds=elapsed)
         await metrics.timed_store("apply", self.store.apply(change))
         patch = change.run_patches[0]
         log_run(run.id, run.function_id, (patch.status or run.status).value, attempt=attempt_no,
@@ -283,14 +289,14 @@ class HttpTasks:
             ended_at=None if retry else result.ended_at)
         change = Change(fence=fence, steps=[step])
         if retry:
-            metrics.count_retry("callback")
+            attempts.record_retry("callback")
             delay = next_retry_delay(attempt=attempt_no - 1, retry_after=result.retry_after)
             change.items.append(NewItem(kind=ItemKind.CALLBACK, run_id=run.id,
                                         due_at=result.ended_at + delay, queue=item.queue,
                                         payload={"url": url, "attempt": attempt_no}))
         elapsed = (result.ended_at - result.started_at).total_seconds()
-        metrics.observe_outbound("callback", result.outcome.value, elapsed)
-        metrics.observe_step("callback", step.status.value, elapsed)
+        attempts.record_attempt("callback", outbound="callback", outcome=result.outcome,
+                                step_status=step.status.value, seconds=elapsed)
         await metrics.timed_store("apply", self.store.apply(change))
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from offload import metrics
 from offload.clock import now
+from offload.engine.attempts import RunError
 from offload.errors import NotFoundError, ValidationError
 from offload.ids import new_id
 from offload.logging import log_run
@@ -72,15 +73,13 @@ _CANCEL_ERRORS: dict[str, tuple[str, str]] = {
 def cancel_error(reason: CancelReason, detail: str | None = None) -> dict[str, Any]:
     """The error object a run cancelled for ``reason`` ends with (and its invoker sees)."""
     name, message = _CANCEL_ERRORS[reason]
-    return {"name": name, "message": f"{message} ({detail})" if detail else message,
-            "stack": None}
+    return RunError(name, f"{message} ({detail})" if detail else message)
 
 
 def lease_exhausted_error(expiries: int) -> dict[str, Any]:
     """The error of a run failed because its lease expired ``expiries`` times."""
-    return {"name": "lease_exhausted",
-            "message": f"the run's lease expired {expiries} times without an outcome; an "
-                       "engine may be crashing on it", "stack": None}
+    return RunError("lease_exhausted", f"the run's lease expired {expiries} times without "
+                    "an outcome; an engine may be crashing on it")
 
 
 def kind_of(run: Run) -> str:
@@ -111,7 +110,7 @@ def end_events(run: Run, status: RunStatus, *, triggers: list[dict[str, Any]], a
         out.append(function_finished_event(
             **common, result=None if output is _NO_OUTPUT else output))
     else:
-        err = error or {"name": "Error", "message": f"run {status.value}", "stack": None}
+        err = error or RunError("Error", f"run {status.value}")
         if status is RunStatus.CANCELLED:
             out.append(function_cancelled_event(**common, reason=str(err.get("message"))))
         else:

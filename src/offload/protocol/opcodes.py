@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -207,20 +208,26 @@ def parse_generator_op(item: Any, index: int = 0) -> GeneratorOp:
     )
 
 
+_SECONDS = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
 def parse_retry_after(
     value: str | None,
 ) -> datetime.datetime | datetime.timedelta | None:
-    """Parse ``Retry-After``: seconds, an HTTP date or an RFC 3339 / ISO timestamp.
+    """Parse ``Retry-After``: (decimal) seconds, an HTTP date or an RFC 3339 / ISO
+    timestamp — for SDK answers and HTTP-task targets alike.
 
-    Returns ``None`` for a missing or unparseable value; dates are UTC-aware.
+    Returns ``None`` for a missing or unparseable value; dates are UTC-aware. Negative
+    seconds are kept as given: ``engine.attempts`` clamps every value to its range.
     """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return datetime.timedelta(seconds=int(text))
+    if _SECONDS.fullmatch(text):
+        return datetime.timedelta(seconds=float(text))
+    parsed: datetime.datetime | None
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -228,7 +235,9 @@ def parse_retry_after(
     if parsed is None:
         try:
             parsed = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if parsed is None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.UTC)

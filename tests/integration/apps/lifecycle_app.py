@@ -84,7 +84,20 @@ def parent(ctx: inngest.ContextSync) -> Any:
     return {"result": result}
 
 
-FUNCTIONS = [sleepy, sleepy_cancellable, sleepy_finish, sleepy_start, stuck, parent]
+@client.create_function(fn_id="flaky-once", trigger=ev("lc/flaky-once"), retries=2)
+def flaky_once(ctx: inngest.ContextSync) -> Any:
+    def attempt() -> str:
+        with _lock:
+            COUNTS[f"{ctx.run_id}/try"] += 1
+            if COUNTS[f"{ctx.run_id}/try"] == 1:
+                raise RuntimeError("first attempt fails")
+        return "ok"
+
+    return ctx.step.run("try", attempt)
+
+
+FUNCTIONS = [sleepy, sleepy_cancellable, sleepy_finish, sleepy_start, stuck, parent,
+             flaky_once]
 
 
 def main() -> None:
