@@ -146,3 +146,32 @@ def stack(mode: str, store: str, data_dir: Path, app_cmd: list[str], app_cwd: Pa
         synced = s.api("POST", "/v1/apps", json={"url": f"{base}/api/inngest"})
         assert synced.status_code in (200, 201), synced.text
         yield s
+
+
+def end_invoked_child(s: Stack, prefix: str, how: str, key: str) -> dict[str, Any]:
+    """Start ``invoke-ended`` (a parent invoking a child that sleeps an hour), end the child
+    ``how`` (``api``, ``bulk``, ``cancel_on`` or ``timeout``), and return the parent run
+    once it has ended: the parent must be woken, once, whatever ended its child."""
+    parent = s.start("conf/invoke-ended", {"k": key, "overdue": how == "timeout"})
+    child_fn = prefix + ("overdue-child" if how == "timeout" else "long-child")
+    deadline = time.monotonic() + 30
+    child: dict[str, Any] | None = None
+    while child is None:
+        for run in s.runs_of(child_fn):
+            if (run.get("correlation_id") or "").startswith(parent + ".") \
+                    and run["status"] == "sleeping":
+                child = run
+        assert time.monotonic() < deadline, s.runs_of(child_fn)
+        time.sleep(0.05)
+    if how == "api":
+        r = s.api("POST", f"/v1/runs/{child['id']}/cancel")
+        assert r.status_code == 200, r.text
+    elif how == "bulk":
+        r = s.api("POST", "/v1/runs/bulk", json={
+            "action": "cancel", "filter": {"function_id": child_fn, "status": ["sleeping"]}})
+        assert r.status_code == 202, r.text
+    elif how == "cancel_on":
+        s.send("conf/cancel-child", {"k": key})
+    ended = s.finish(parent)
+    assert s.finish(child["id"])["status"] in ("cancelled", "failed")
+    return ended

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conformance import SETUPS, Stack, stack
+from tests.integration.conformance import SETUPS, Stack, end_invoked_child, stack
 
 pytestmark = [pytest.mark.slow]
 
@@ -192,3 +192,19 @@ def test_run_page_shows_every_attempt(conf: Stack) -> None:
     assert page.status_code == 200, page.text[:500]
     assert 'data-attempts="3"' in page.text
     assert "transient 1" in page.text and "transient 2" in page.text
+
+
+# -- invoke: the child ended every way -------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["api", "bulk", "cancel_on", "timeout"])
+def test_parent_wakes_whatever_ends_its_child(conf: Stack, how: str) -> None:
+    """Inngest resumes a parent awaiting step.invoke once, with the child's error, however
+    the child ended; a parent must never hang on a cancelled or timed-out child."""
+    run = end_invoked_child(conf, FN, how, f"{how}-{time.monotonic_ns()}")
+    assert run["status"] == "completed", run
+    expected = "FinishTimeoutError" if how == "timeout" else "FunctionCancelledError"
+    assert run["output"]["name"] == expected, run["output"]
+    assert run["output"]["message"]
+    call = step(run, "call-child")
+    assert call["status"] == "failed" and len(call["history"]) == 1

@@ -46,6 +46,34 @@ def child(ctx: inngest.ContextSync) -> Any:
     return {"n2": int(ctx.event.data.get("n", 0)) * 2}
 
 
+@client.create_function(fn_id="long-child", trigger=ev("conf/never"), retries=0,
+                        cancel=[inngest.Cancel(event="conf/cancel-child",
+                                               if_exp="event.data.k == async.data.k")],
+                        timeouts=inngest.Timeouts(finish=datetime.timedelta(seconds=30)))
+def long_child(ctx: inngest.ContextSync) -> Any:
+    """Sleeps an hour; ended by a cancel (API, bulk, ``cancel``) in the tests."""
+    ctx.step.sleep("long", datetime.timedelta(hours=1))
+    return "woke"
+
+
+@client.create_function(fn_id="overdue-child", trigger=ev("conf/never"), retries=0,
+                        timeouts=inngest.Timeouts(finish=datetime.timedelta(seconds=2)))
+def overdue_child(ctx: inngest.ContextSync) -> Any:
+    ctx.step.sleep("long", datetime.timedelta(hours=1))
+    return "woke"
+
+
+@client.create_function(fn_id="invoke-ended", trigger=ev("conf/invoke-ended"), retries=0)
+def invoke_ended(ctx: inngest.ContextSync) -> Any:
+    """Invokes a child that something else ends; reports what the invoke raised."""
+    target = overdue_child if ctx.event.data.get("overdue") else long_child
+    try:
+        ctx.step.invoke("call-child", function=target, data={"k": ctx.event.data.get("k")})
+    except inngest.StepError as err:
+        return {"name": err.name, "message": err.message}
+    return "unreachable"
+
+
 @client.create_function(fn_id="parallel-mixed", trigger=ev("conf/parallel-mixed"), retries=0)
 def parallel_mixed(ctx: inngest.ContextSync) -> Any:
     """A parallel group holding every step kind next to quick ``step.run`` s."""
@@ -148,8 +176,9 @@ def batch(ctx: inngest.ContextSync) -> Any:
     return {"events": len(ctx.events), "chars": size}
 
 
-FUNCTIONS = [child, parallel_mixed, invoke_fails, invoke_missing, step_error, doomed,
-             retry_history, wildcard, sender, keyed, big_steps, batch]
+FUNCTIONS = [child, long_child, overdue_child, invoke_ended, parallel_mixed, invoke_fails,
+             invoke_missing, step_error, doomed, retry_history, wildcard, sender, keyed,
+             big_steps, batch]
 
 
 def fastapi_app() -> Any:

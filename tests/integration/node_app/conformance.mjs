@@ -24,8 +24,32 @@ const child = inngest.createFunction(
     return { n2: (event.data.n || 0) * 2 };
   });
 
+const longChild = inngest.createFunction({
+  id: "long-child", triggers: [{ event: "conf/never" }], retries: 0,
+  cancelOn: [{ event: "conf/cancel-child", if: "event.data.k == async.data.k" }],
+}, async ({ step }) => { await step.sleep("long", "1h"); return "woke"; });
+
+const overdueChild = inngest.createFunction({
+  id: "overdue-child", triggers: [{ event: "conf/never" }], retries: 0,
+  timeouts: { finish: "2s" },
+}, async ({ step }) => { await step.sleep("long", "1h"); return "woke"; });
+
 const fns = [
   child,
+  longChild,
+  overdueChild,
+  inngest.createFunction(
+    { id: "invoke-ended", triggers: [{ event: "conf/invoke-ended" }], retries: 0 },
+    async ({ event, step }) => {
+      try {
+        await step.invoke("call-child", {
+          function: event.data.overdue ? overdueChild : longChild, data: { k: event.data.k },
+        });
+      } catch (err) {
+        return { name: err.name, message: err.message };
+      }
+      return "unreachable";
+    }),
   inngest.createFunction(
     { id: "parallel-mixed", triggers: [{ event: "conf/parallel-mixed" }], retries: 0 },
     async ({ step }) => {
