@@ -19,5 +19,12 @@ def is_sensitive_header(name: str) -> bool:
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``headers`` with credential values replaced by ``[redacted]``."""
-    return {k: (REDACTED if is_sensitive_header(k) else v) for k, v in headers.items()}
+    """A copy of ``headers`` with credential values replaced by ``[redacted]``.
+
+    A value that only references stored secrets (``Bearer {{ secrets.KEY }}``) holds no
+    credential and is shown as it is.
+    """
+    from offload.security.secrets import only_references
+
+    return {k: (REDACTED if is_sensitive_header(k) and not only_references(v) else v)
+            for k, v in headers.items()}

@@ -35,7 +35,8 @@ _VERSION = "v1."
 KEY_FILE = "secrets_key"
 
 __all__ = ["KEY_FILE", "NAME_PATTERN", "REFERENCE", "SecretBox", "SecretNotFoundError", "Vault",
-           "box_for", "check_url_references", "ensure_key", "load_key", "references",
+           "box_for", "check_url_references", "ensure_key", "load_key", "only_references",
+           "references",
            "reference_problem", "resolve", "scrub"]
 
 
@@ -135,6 +136,18 @@ def resolve(text: str, values: Mapping[str, str]) -> str:
         return values[name]
 
     return REFERENCE.sub(fill, text)
+
+
+_SCHEME_WORDS = re.compile(r"^[A-Za-z]{0,16} ?$")
+
+
+def only_references(value: str) -> bool:
+    """True when ``value`` is secret references and at most a scheme word ("Bearer "):
+    safe to show, since it holds no credential itself."""
+    if "{{" not in value:
+        return False
+    rest = REFERENCE.sub("", value)
+    return rest != value and "{{" not in rest and bool(_SCHEME_WORDS.match(rest.strip() + " "))
 
 
 def check_url_references(url: str) -> str:
