@@ -23,6 +23,7 @@ from tests.support.engine import EngineProcess
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
+API_KEY = "ofk_admin_ts-client-test-key-0123456789"
 
 
 def _require_built() -> None:
@@ -53,10 +54,27 @@ def test_typescript_client_against_engine(tmp_path: Path, store_url: str) -> Non
         env = {**os.environ, "OFFLOAD_URL": engine.url, "OFFLOAD_WEBHOOK_SECRET": secret,
                "OFFLOAD_TEST_SIGNED": _python_vector(secret)}
         env.pop("OFFLOAD_API_KEY", None)
-        proc = subprocess.run(["node", "--test", "--test-reporter=spec", "test/"],
-                              cwd=PACKAGE, env=env, capture_output=True, text=True,
-                              timeout=180, check=False)
-        output = proc.stdout + proc.stderr
-        assert proc.returncode == 0, f"{output[-6000:]}\n--- engine log ---\n{engine.logs()}"
-        assert "# fail 0" in output or "ℹ fail 0" in output, output[-3000:]
-        assert "skipped 0" in output, output[-3000:]  # the Python vector really ran
+        _node_tests(engine, env, "engine.test.mjs", "webhooks.test.mjs", "types.test.mjs")
+
+
+def test_typescript_client_with_api_key(tmp_path: Path) -> None:
+    """Against ``offload serve``: the key is sent, a missing or wrong key is a 401."""
+    _require_built()
+    secret = generate_secret()
+    with EngineProcess(tmp_path / "engine", mode="serve",
+                       env={"OFFLOAD_WEBHOOK_SECRET": secret, "OFFLOAD_API_KEYS": API_KEY,
+                            "OFFLOAD_OUTBOUND_ALLOW": "127.0.0.0/8"}) as engine:
+        env = {**os.environ, "OFFLOAD_URL": engine.url, "OFFLOAD_API_KEY": API_KEY,
+               "OFFLOAD_WEBHOOK_SECRET": secret}
+        _node_tests(engine, env, "auth.test.mjs")
+
+
+def _node_tests(engine: EngineProcess, env: dict[str, str], *files: str) -> None:
+    proc = subprocess.run(["node", "--test", "--test-reporter=spec",
+                           *(f"test/{name}" for name in files)],
+                          cwd=PACKAGE, env=env, capture_output=True, text=True,
+                          timeout=180, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{output[-6000:]}\n--- engine log ---\n{engine.logs()}"
+    assert "ℹ fail 0" in output, output[-3000:]
+    assert "ℹ skipped 0" in output, output[-3000:]  # e.g. the Python vector really ran
