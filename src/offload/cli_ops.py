@@ -331,8 +331,11 @@ def list_runs(status: str | None, function_id: str | None, name: str | None, lim
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("run", "status", "what", "created (UTC)", "error"):
-        table.add_column(column, overflow="fold" if column == "error" else "ellipsis")
+    table.add_column("run", no_wrap=True, min_width=26)
+    table.add_column("status", no_wrap=True)
+    table.add_column("what", overflow="fold")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
     for run in page["data"]:
         table.add_row(run["id"], _status(run["status"]), what(run), _when(run["created_at"]),
                       _error_line(run.get("error"))[:80])

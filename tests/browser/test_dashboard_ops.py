@@ -314,8 +314,9 @@ def test_http_tasks__method_host_path_and_name(page: Any, engine: EngineProcess,
 
 # -- engines, docs, charts -----------------------------------------------------------------------
 
-def test_engines_page__two_engines_alive_then_one_stops(page: Any,
-                                                        tmp_path: Path) -> None:
+def test_engines_page__two_engines_alive_then_one_stops(page: Any, tmp_path: Path,
+                                                        target: Target) -> None:
+    target.script("/slow", (200, {}, b"ok", 6.0))
     with postgres_schema() as database_url:
         a = EngineProcess(tmp_path / "a", database_url=database_url).start()
         b = EngineProcess(tmp_path / "b", database_url=database_url).start()
@@ -327,10 +328,15 @@ def test_engines_page__two_engines_alive_then_one_stops(page: Any,
             text = page.locator("#engines").inner_text()
             assert str(a.proc.pid) in text and str(b.proc.pid) in text
             assert page.locator("#engines tr.alive").count() == 2
-            assert page.locator("#engines .badge", has_text="this page").count() == 1
+            assert page.locator("#engines .badge", has_text="this engine").count() == 1
             leases = page.locator("#engines td[data-leases]").all_inner_texts()
-            assert all(v.strip().isdigit() for v in leases)
+            assert [v.strip() for v in leases] == ["0", "0"]
+            slow = httpx.post(f"{a.url}/v1/tasks", json={"url": f"{target.url}/slow"}).json()
+            page.wait_for_function(  # the auto-refresh shows the lease of the call in flight
+                "() => [...document.querySelectorAll('#engines td[data-leases]')]"
+                ".map(td => +td.innerText).reduce((x, y) => x + y, 0) === 1", timeout=10_000)
             _shot(page, "engines")
+            httpx.get(f"{a.url}/v1/runs/{slow['id']}/wait", params={"timeout": 20}, timeout=30)
 
             b.kill(signal.SIGTERM)  # a clean stop removes its row
             page.wait_for_function(
