@@ -58,6 +58,13 @@ class Maintenance:
             if deleted < BATCH:
                 break
             await asyncio.sleep(0.05)
+        # Webhook delivery records (the redelivery guard) live as long as runs.
+        while (deleted := await self.store.webhook_delivery_prune(received_before=cutoff,
+                                                                   limit=BATCH)):
+            total += deleted
+            if deleted < BATCH:
+                break
+            await asyncio.sleep(0.05)
         if self.audit_retention is not None:
             from offload.engine.pause import ops_store
 
