@@ -50,9 +50,13 @@ def _serve(settings: Settings) -> None:
 
     configure(settings.log_level)
     app = create_app(settings)
+    # Forwarded headers only from the proxies named in settings (uvicorn would otherwise
+    # believe any loopback peer, letting a local client choose its own address).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, loop="auto", http="auto",
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10,
+                            proxy_headers=bool(settings.trusted_proxies),
+                            forwarded_allow_ips=list(settings.trusted_proxies) or None)
     uvicorn.Server(config).run()
 
 

@@ -64,6 +64,9 @@ class Settings:
     """Finished runs, their steps and events are pruned after this many days."""
     cron_catchup: int = 1
     """Missed cron ticks fired after downtime: the latest N (0 skips them all)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDRs of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
+    believed (``OFFLOAD_TRUSTED_PROXIES``). Empty: the peer address is the client."""
     node_id: str | None = None
     """This host's identity (``--node-id``); by default one generated once in the data dir.
     A restarted engine takes back the leases of its previous process under the same id."""
@@ -116,6 +119,7 @@ _ENV_FIELDS: dict[str, str] = {
     "LEASE_S": "lease_s", "RESCUE_EVERY_S": "rescue_every_s",
     "MAX_LEASE_EXPIRIES": "max_lease_expiries", "MAX_INFLIGHT": "max_inflight",
     "RETENTION_DAYS": "retention_days", "CRON_CATCHUP": "cron_catchup", "NODE_ID": "node_id",
+    "TRUSTED_PROXIES": "trusted_proxies",
     "DASHBOARD_PASSWORD_HASH": "dashboard_password_hash", "SESSION_SECRET": "session_secret",
     "LOG_LEVEL": "log_level", "LOG_PAYLOADS": "log_payloads",
     "ALERT_RULES": "alert_rules", "ALERT_EVERY_S": "alert_every_s",
@@ -186,6 +190,14 @@ def validate(settings: Settings) -> None:
         settings_rules(settings.alert_rules)  # ConfigError names the bad rule and field
     if settings.lease_s <= 1:
         raise ConfigError("lease_s must be more than 1 second")
+    for proxy in settings.trusted_proxies:
+        import ipaddress
+
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"OFFLOAD_TRUSTED_PROXIES: {proxy[:60]!r} is not an IP address "
+                              "or CIDR") from None
     if settings.node_id is not None:
         from offload.engine.identity import validate_node_id
 

@@ -18,6 +18,7 @@ from offload.api.v1 import apps, bulk, events, functions, runs, secrets, tasks, 
 from offload.config import Settings
 from offload.dashboard import pages as dashboard_pages
 from offload.dashboard import routes as dashboard
+from offload.dashboard.login import verify_session
 from offload.engine import Engine
 
 # Order matters where paths overlap: /v1/runs/bulk before /v1/runs/{id}.
@@ -41,7 +42,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
             await engine.stop()
 
     app = FastAPI(title="offload", version=__version__, lifespan=lifespan,
-                  dependencies=[Depends(reject_control_characters)],
+                  dependencies=[Depends(reject_control_characters), Depends(verify_session)],
                   docs_url=None,  # served from vendored files: dashboard/apidocs.py
                   description="Durable background jobs and workflows: HTTP tasks, durable "
                               "functions over the Inngest SDK protocol, runs, events.")

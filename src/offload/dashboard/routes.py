@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from math import ceil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -233,20 +234,26 @@ async def login(request: Request) -> Response:
             "title": "Request refused",
             "message": "The login form expired or came from another site (CSRF protection). "
                        "Reload the login page and try again."}, status_code=403)
-    client = request.client.host if request.client else "unknown"
+    key, known = sessions.throttle_key(request)
     context = {"next": target, "has_password": bool(settings.dashboard_password_hash)}
-    if sessions.locked_out(client):
-        return _render(request, "login.html", {
-            **context, "error": "Too many failed attempts. Wait a few minutes."},
+    wait = sessions.throttle.wait(key, known_device=known)
+    if wait > 0:  # slowed down, never locked out: the password is not checked this time
+        response = _render(request, "login.html", {
+            **context, "error": f"Too many failed attempts. Try again in {ceil(wait)} s."},
             status_code=429)
-    who = await sessions.check_secret(str(form.get("secret") or ""), request.app.state.auth)
+        response.headers["Retry-After"] = str(ceil(wait))
+        return response
+    secret = str(form.get("secret") or "")
+    who = await sessions.check_secret(secret, request.app.state.auth)
     if who is None:
-        sessions.record_failure(client)
+        sessions.throttle.failed(key, known_device=known)
         return _render(request, "login.html", {
             **context, "error": "Wrong password or key."}, status_code=401)
-    sessions.replace(request, sessions.new(user=who))
+    sessions.throttle.succeeded(key)
+    await sessions.begin(request, who, secret)
     response = _redirect(target)
     sessions.set_cookie(request, response)
+    sessions.set_device_cookie(request, response)
     return response
 
 
@@ -259,7 +266,7 @@ async def logout(request: Request) -> Response:
         return _render(request, "error.html", {
             "title": "Request refused", "message": "Missing or wrong CSRF token."},
             status_code=403)
-    sessions.replace(request, sessions.new())
+    await sessions.end(request)
     response = _redirect("/login")
     sessions.set_cookie(request, response)
     return response

@@ -494,6 +494,18 @@ class Store(Protocol):
     async def engine_list(self) -> list[EngineInfo]:
         """Known engines, most recent heartbeat first, with the leases each holds."""
 
+    # -- dashboard sessions (see offload.store.sessions) ---------------------------------
+
+    async def dashboard_session_insert(self, *, sid: str, login: str, credential: str,
+                                       at: datetime, expires_at: datetime) -> None:
+        """Record a new logged-in session (and forget expired ones)."""
+
+    async def dashboard_session_credential(self, *, sid: str, at: datetime) -> str | None:
+        """The credential fingerprint a live session was opened with; None if it ended."""
+
+    async def dashboard_session_delete(self, *, sid: str | None = None) -> int:
+        """End one session (logout), or every session (``sid`` None); how many ended."""
+
     async def run_replays(self, *, run_ids: Sequence[str]) -> dict[str, str]:
         """For each of ``run_ids`` that was replayed: the id of its newest replay."""
 

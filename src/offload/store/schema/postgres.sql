@@ -83,6 +83,13 @@ CREATE TABLE cron_ticks (
     tick_at bigint NOT NULL,
     run_id text NOT NULL
 );
+CREATE TABLE dashboard_sessions (
+    id text NOT NULL,
+    login text NOT NULL,
+    credential text NOT NULL,
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
 CREATE TABLE engines (
     id text NOT NULL,
     host text NOT NULL,
@@ -261,6 +268,7 @@ ALTER TABLE apps ADD CONSTRAINT apps_pkey PRIMARY KEY (id);
 ALTER TABLE audit_log ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
 ALTER TABLE bulk_jobs ADD CONSTRAINT bulk_jobs_pkey PRIMARY KEY (id);
 ALTER TABLE cron_ticks ADD CONSTRAINT cron_ticks_pkey PRIMARY KEY (function_id, tick_at);
+ALTER TABLE dashboard_sessions ADD CONSTRAINT dashboard_sessions_pkey PRIMARY KEY (id);
 ALTER TABLE engines ADD CONSTRAINT engines_pkey PRIMARY KEY (id);
 ALTER TABLE events ADD CONSTRAINT events_external_id_key UNIQUE (external_id);
 ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY (id);
@@ -298,6 +306,8 @@ CREATE INDEX audit_log_related ON audit_log USING btree (related_id);
 CREATE INDEX audit_log_target ON audit_log USING btree (target_id);
 CREATE UNIQUE INDEX bulk_jobs_pkey ON bulk_jobs USING btree (id);
 CREATE UNIQUE INDEX cron_ticks_pkey ON cron_ticks USING btree (function_id, tick_at);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions USING btree (expires_at);
+CREATE UNIQUE INDEX dashboard_sessions_pkey ON dashboard_sessions USING btree (id);
 CREATE UNIQUE INDEX engines_pkey ON engines USING btree (id);
 CREATE UNIQUE INDEX events_external_id_key ON events USING btree (external_id);
 CREATE INDEX events_name ON events USING btree (name, id);

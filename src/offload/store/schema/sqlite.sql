@@ -14,6 +14,8 @@ CREATE INDEX audit_log_related ON audit_log (related_id);
 CREATE INDEX audit_log_target ON audit_log (target_id);
 CREATE TABLE bulk_jobs (id TEXT PRIMARY KEY, action TEXT NOT NULL, filter TEXT NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER);
 CREATE TABLE cron_ticks (function_id TEXT NOT NULL, tick_at INTEGER NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (function_id, tick_at));
+CREATE TABLE dashboard_sessions (id TEXT PRIMARY KEY, login TEXT NOT NULL, credential TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 CREATE TABLE engines (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, version TEXT NOT NULL, started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);
 CREATE TABLE events (id TEXT PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL, user_data TEXT, ts INTEGER NOT NULL, external_id TEXT UNIQUE, received_at INTEGER NOT NULL , extra TEXT, correlation_id TEXT, traceparent TEXT);
 CREATE INDEX events_name ON events (name, id);
@@ -60,6 +62,7 @@ CREATE TABLE secrets (name TEXT PRIMARY KEY, ciphertext TEXT NOT NULL, created_a
 -- index sqlite_autoindex_audit_log_1 (automatic)
 -- index sqlite_autoindex_bulk_jobs_1 (automatic)
 -- index sqlite_autoindex_cron_ticks_1 (automatic)
+-- index sqlite_autoindex_dashboard_sessions_1 (automatic)
 -- index sqlite_autoindex_engines_1 (automatic)
 -- index sqlite_autoindex_events_1 (automatic)
 -- index sqlite_autoindex_events_2 (automatic)
