@@ -56,32 +56,6 @@ from offload.store.base import (
 )
 from offload.store.dashboard_queries import DashboardQueries
 from offload.store.engines import EngineQueries
-from offload.store.rows import (
-    APP_COLS,
-    BULK_COLS,
-    EVENT_COLS,
-    FUNCTION_COLS,
-    KEY_COLS,
-    RUN_COLS,
-    STEP_COLS,
-    TERMINAL_SQL,
-    WAIT_COLS,
-    Tx,
-    _dt,
-    _in,
-    _ms,
-    _run_where,
-    dumps,
-    loads,
-    row_app,
-    row_event,
-    row_function,
-    row_item,
-    row_key,
-    row_run,
-    row_step,
-    row_wait,
-)
 from offload.store.sessions import SessionQueries
 from offload.store.webhooks import WebhookQueries
 
