@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from offload.clock import now
+from offload.errors import ValidationError
+from offload.models import HTTP_FUNCTION_ID
 from offload.store.base import Store
-from offload.store.ops import OpsQueries, Pause, QueueInfo
+from offload.store.ops import OpsQueries, Pause, QueueInfo, Respace
 
 PauseKind = Literal["function", "queue"]
 
@@ -32,8 +34,45 @@ async def pause(store: Store, kind: PauseKind, target: str, *, by: str | None = 
 
 
 async def resume(store: Store, kind: PauseKind, target: str) -> bool:
-    """Resume a function or queue; False if it was not paused."""
-    return await ops_store(store).pause_clear(kind=kind, target=target)
+    """Resume a function or queue; False if it was not paused.
+
+    The backlog starts earliest due first. Concurrency limits hold because each claim
+    enforces them; a throttle holds because the overdue backlog is spread out again by
+    the throttle's interval (see :func:`throttle_of`).
+    """
+    return await ops_store(store).pause_clear(kind=kind, target=target, now=now(),
+                                              respace=await throttle_of(store, kind, target))
+
+
+async def throttle_of(store: Store, kind: PauseKind, target: str) -> Respace | None:
+    """The throttle a resumed backlog must keep to: the function's, or for a queue the
+    one its held HTTP tasks were given. None when there is none (or it cannot be read)."""
+    from offload.engine import flow
+
+    try:
+        if kind == "function" and target != HTTP_FUNCTION_ID:
+            fn = await store.function_get(function_id=target)
+            if fn is None:
+                return None
+            rule = flow.for_function(fn.config, [], fn.id).throttle
+            spec = fn.config.get("throttle")
+        elif kind == "queue":
+            fields = await ops_store(store).pause_held_task_flow(kind=kind, target=target)
+            spec = (fields or {}).get("throttle")
+            if not isinstance(spec, dict):
+                return None
+            rule = flow.for_task(target, throttle=spec).throttle
+        else:  # every HTTP task: their throttles differ by queue
+            return None
+    except ValidationError:
+        return None
+    if rule is None:
+        return None
+    # A function's throttle key is an expression over each run's event: its state rows
+    # are many and unknown here. A task's key is literal: ``rule.key`` is its row.
+    keyed = kind == "function" and isinstance(spec, dict) and bool(spec.get("key"))
+    return Respace(interval_ms=max(1, rule.period_ms // max(1, rule.limit)),
+                   burst=rule.burst, gcra_key=None if keyed else rule.key)
 
 
 async def pauses(store: Store, kind: PauseKind | None = None) -> dict[str, Pause]:

@@ -205,6 +205,34 @@ def hold_paused(tx: Tx, rows: list[tuple[Any, ...]], lock_suffix: str = ""
     return [r for r in rows if r[0] not in held]
 
 
+@dataclass(frozen=True, slots=True)
+class Respace:
+    """A throttle to spread a resumed backlog by: ``burst`` at once, then one per
+    ``interval_ms``; ``gcra_key`` is the throttle's state row to move past the backlog."""
+
+    interval_ms: int
+    burst: int = 1
+    gcra_key: str | None = None
+
+
+def _respace(tx: Tx, kind: str, target: str, now_ms: int, rule: Respace) -> None:
+    """Spread the overdue held items of a target from ``now_ms`` (see ``pause_clear``)."""
+    rows = tx.execute(f"SELECT id FROM queue_items WHERE blocked = {PAUSED} AND due_at <= ? "
+                      f"AND {_target_items(kind)} ORDER BY due_at, id", (now_ms, target))
+    if not rows:
+        return
+    interval = max(1, rule.interval_ms)
+    burst = max(1, rule.burst)
+    dues = [now_ms + max(0, i - burst + 1) * interval for i in range(len(rows))]
+    tx.executemany("UPDATE queue_items SET due_at = ? WHERE id = ?",
+                   [(due, r[0]) for due, r in zip(dues, rows, strict=True)])
+    if rule.gcra_key is not None:
+        tat = dues[-1] + interval
+        tx.execute("INSERT INTO flow_gcra (key, tat) VALUES (?, ?) ON CONFLICT (key) DO "
+                   "UPDATE SET tat = CASE WHEN flow_gcra.tat > excluded.tat THEN "
+                   "flow_gcra.tat ELSE excluded.tat END", (rule.gcra_key, tat))
+
+
 def _target_items(kind: str) -> str:
     """The WHERE condition selecting the RUN items of a function or queue (one parameter)."""
     if kind == "queue":
@@ -244,21 +272,42 @@ class OpsQueries:
             return True
         return await self._write(fn)
 
-    async def pause_clear(self, *, kind: str, target: str) -> bool:
+    async def pause_clear(self, *, kind: str, target: str, now: datetime | None = None,
+                          respace: Respace | None = None) -> bool:
         """Resume a function or queue; False if it was not paused.
 
-        Its held items become claimable again (those still held by another pause are
-        held again by the next claim that meets them).
+        Its held items become claimable again, earliest due first (those still held by
+        another pause are held again by the next claim that meets them). With
+        ``respace`` (a throttle), the overdue backlog is spread out again from ``now``:
+        ``burst`` at once, then one per ``interval_ms``, and the throttle's state moves
+        past it, so a long pause does not end in a burst the throttle would not allow.
         """
         def fn(tx: Tx) -> bool:
             tx.execute("DELETE FROM pauses WHERE kind = ? AND target = ?", (kind, target))
             if tx.rowcount <= 0:
                 return False
+            if respace is not None and now is not None:
+                _respace(tx, kind, target, to_ms(now), respace)
             tx.execute(f"UPDATE queue_items SET blocked = 0 WHERE blocked = {PAUSED} AND "
                        f"{_target_items(kind)}", (target,))
             tx.notify = True
             return True
         return await self._write(fn)
+
+    async def pause_held_task_flow(self, *, kind: str, target: str) -> dict[str, Any] | None:
+        """The flow-control fields of the earliest held HTTP task (its throttle, …)."""
+        from offload.store.sql import loads
+
+        condition = "q.queue = ?" if kind == "queue" else "r.function_id = ?"
+        rows = await self._read(lambda tx: tx.execute(
+            "SELECT r.input FROM queue_items q JOIN runs r ON r.id = q.run_id WHERE "
+            f"q.blocked = {PAUSED} AND q.kind = 'run' AND r.function_id = 'http' AND "
+            f"{condition} ORDER BY q.due_at LIMIT 1", (target,)))
+        if not rows:
+            return None
+        task = loads(rows[0][0])
+        flow = task.get("flow") if isinstance(task, dict) else None
+        return flow if isinstance(flow, dict) else None
 
     async def pause_list(self) -> list[Pause]:
         """Every pause, by kind and target."""
