@@ -42,7 +42,8 @@ def _settings(mode: str, **flags: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, sockets: list[Any] | None = None) -> None:
+    """Run the engine under uvicorn (on ``sockets`` when a parent opened them)."""
     import uvicorn
 
     from offload.api.app import create_app
@@ -57,7 +58,7 @@ def _serve(settings: Settings) -> None:
                             timeout_graceful_shutdown=10,
                             proxy_headers=bool(settings.trusted_proxies),
                             forwarded_allow_ips=list(settings.trusted_proxies) or None)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 class _Main(click.Group):
@@ -112,9 +113,17 @@ def dev(sdk_urls: tuple[str, ...], **flags: Any) -> None:
 @_engine_options
 @click.option("--insecure", is_flag=True, default=None,
               help="Run without API keys (not recommended).")
-def serve(**flags: Any) -> None:
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Engine processes sharing the port (above 1 needs PostgreSQL).")
+def serve(workers: int, **flags: Any) -> None:
     """Run a production engine. Refuses to run without API keys unless --insecure."""
+    from offload import workers as worker_pool
+
     settings = _settings("serve", **flags)
+    try:
+        worker_pool.check_workers(workers, settings.resolved_database_url())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if not settings.insecure and not settings.api_keys and not _store_has_keys(settings):
         raise click.ClickException(
             "no API keys: create one with `offload keys create --scope admin` or set "
@@ -122,7 +131,10 @@ def serve(**flags: Any) -> None:
     if settings.insecure:
         click.secho("WARNING: --insecure: the API answers without authentication.",
                     fg="yellow", bold=True, err=True)
-    click.echo(f"offload {__version__} serving on {settings.base_url}")
+    click.echo(f"offload {__version__} serving on {settings.base_url}"
+               + (f" with {workers} worker processes" if workers > 1 else ""))
+    if workers > 1:
+        sys.exit(worker_pool.run(settings, workers, _serve))
     _serve(settings)
 
 
