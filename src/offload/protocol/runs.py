@@ -8,12 +8,14 @@ the API (function views, reruns) and app sync.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from offload.config import Settings
 from offload.errors import ValidationError
 from offload.models import Step, StepKind, StepStatus
 from offload.protocol.messages import DEFAULT_RETRIES, MAX_RETRIES, memo_error, memo_output
+
+if TYPE_CHECKING:
+    from offload.config import Settings
 
 DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
 """Step statuses the SDK memoizes."""

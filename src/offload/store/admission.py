@@ -20,15 +20,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from offload.clock import to_ms
 from offload.ids import new_id
 from offload.models import ItemKind, Run, RunStatus
+from offload.store.rows import RUN_COLS, TERMINAL_SQL, Tx, dumps, loads, row_run
 
 if TYPE_CHECKING:
     from offload.store.base import ChangeResult, ConcurrencyLimit, Gcra, NewItem, NewRun
-    from offload.store.sql import SqlStore, Tx
+
+
+class SqlStore(Protocol):
+    """What admission needs from the SQL store it runs inside (a dialect's locking
+    clauses and two of its write helpers) — a protocol, so this module does not import
+    :mod:`offload.store.sql`, which imports it."""
+
+    share_locked: str
+    skip_locked: str
+
+    def _lock_keys(self, tx: Tx, keys: list[str]) -> None: ...
+
+    def _insert_run_row(self, tx: Tx, run: NewRun) -> tuple[Run, bool]: ...
 
 BLOCK_BATCH = 1000
 """Due items of a full key blocked per claim; the rest are blocked by later claims."""
@@ -37,8 +50,6 @@ _COLUMNS = ("concurrency_key", "concurrency_key2")
 
 
 def _dumps(value: Any) -> str:
-    from offload.store.sql import dumps
-
     return dumps(value)
 
 
@@ -69,8 +80,6 @@ def inherit_concurrency(tx: Tx, item: NewItem) -> None:
     if not rows or not rows[0][0]:
         return
     from offload.store.base import ConcurrencyLimit
-    from offload.store.sql import loads
-
     set_item_concurrency(item, [ConcurrencyLimit(k, int(n)) for k, n in loads(rows[0][0])])
 
 
@@ -253,8 +262,6 @@ def _attach_events(tx: Tx, run_id: str, event_ids: list[str], *, replace_ids: bo
         tx.execute("UPDATE runs SET event_ids = ?, input = ?, updated_at = ? WHERE id = ?",
                    (_dumps(event_ids), _dumps(input_), now_ms, run_id))
     else:
-        from offload.store.sql import loads
-
         rows = tx.execute("SELECT event_ids FROM runs WHERE id = ?", (run_id,))
         ids = (loads(rows[0][0]) or []) if rows else []
         tx.execute("UPDATE runs SET event_ids = ?, updated_at = ? WHERE id = ?",
@@ -277,8 +284,6 @@ def _lock_row(tx: Tx, table: str, key: str, run_id: str, item_id: str, now_ms: i
 
 
 def _existing_run(tx: Tx, run_id: str) -> Run:
-    from offload.store.sql import RUN_COLS, row_run
-
     return row_run(tx.execute(f"SELECT {RUN_COLS} FROM runs WHERE id = ?", (run_id,))[0])
 
 
@@ -413,8 +418,6 @@ def end_run(store: SqlStore, tx: Tx, run_id: str, status: RunStatus, at: Any,
             error: Any) -> tuple[Any, ...] | None:
     """End an unfinished run inside ``tx`` as ``status``: drop its items (callbacks stay)
     and waits, free its slots. The run's row, or None if it had ended already."""
-    from offload.store.sql import RUN_COLS, TERMINAL_SQL
-
     rows = tx.execute(
         f"UPDATE runs SET status = ?, ended_at = ?, updated_at = ?, error = ? "
         f"WHERE id = ? AND status NOT IN {TERMINAL_SQL} RETURNING {RUN_COLS}",

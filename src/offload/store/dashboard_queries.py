@@ -39,7 +39,7 @@ class DashboardQueries:
 
     async def run_count_upto(self, *, filter: RunFilter, limit: int) -> int:
         """The runs ``filter`` selects, counted up to ``limit`` (cheap on large tables)."""
-        from offload.store.sql import _run_where
+        from offload.store.rows import _run_where
 
         clause, params = _run_where(filter, None)
 

@@ -19,7 +19,7 @@ from offload.clock import from_ms, to_ms
 
 if TYPE_CHECKING:
     from offload.store.base import ChangeResult, NewRun, Page
-    from offload.store.sql import Tx
+    from offload.store.rows import Tx
 
 T = TypeVar("T")
 
@@ -149,7 +149,7 @@ _EVENT_COLS = "id, rule_id, rule_name, status, value, message, run_id, at"
 
 
 def _row_audit(r: Sequence[Any]) -> AuditEntry:
-    from offload.store.sql import loads
+    from offload.store.rows import loads
 
     return AuditEntry(id=r[0], at=_dt(r[1]), actor=Actor(r[2], r[3], r[4]), action=r[5],
                       target_kind=r[6], target_id=r[7], related_id=r[8], request_id=r[9],
@@ -157,7 +157,7 @@ def _row_audit(r: Sequence[Any]) -> AuditEntry:
 
 
 def _row_rule(r: Sequence[Any]) -> AlertRule:
-    from offload.store.sql import loads
+    from offload.store.rows import loads
 
     return AlertRule(id=r[0], name=r[1], kind=r[2], spec=loads(r[3]) or {}, url=r[4],
                      enabled=bool(r[5]), created_at=_dt(r[6]), updated_at=_dt(r[7]))
@@ -296,7 +296,7 @@ class OpsQueries:
 
     async def pause_held_task_flow(self, *, kind: str, target: str) -> dict[str, Any] | None:
         """The flow-control fields of the earliest held HTTP task (its throttle, …)."""
-        from offload.store.sql import loads
+        from offload.store.rows import loads
 
         condition = "q.queue = ?" if kind == "queue" else "r.function_id = ?"
         rows = await self._read(lambda tx: tx.execute(
@@ -359,7 +359,7 @@ class OpsQueries:
 
     async def audit_insert(self, entry: AuditEntry) -> None:
         """Record one operator action."""
-        from offload.store.sql import dumps
+        from offload.store.rows import dumps
 
         await self._write(lambda tx: tx.execute(
             f"INSERT INTO audit_log ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -411,7 +411,7 @@ class OpsQueries:
 
     async def alert_rule_put(self, rule: AlertRule, *, create: bool) -> bool:
         """Insert (``create``) or replace a rule; False on a name clash or a missing rule."""
-        from offload.store.sql import dumps
+        from offload.store.rows import dumps
 
         def fn(tx: Tx) -> bool:
             clash = tx.execute("SELECT id FROM alert_rules WHERE name = ? AND id <> ?",

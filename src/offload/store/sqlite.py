@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from offload.clock import now_ms
 from offload.errors import StoreError, StoreUnavailableError
 from offload.store.migrate import load_migrations, pending
-from offload.store.sql import SqlStore, Tx
+from offload.store.rows import Tx
+from offload.store.sql import SqlStore
 
 T = TypeVar("T")
 _MAX_BATCH = 512

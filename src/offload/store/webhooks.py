@@ -20,7 +20,7 @@ from offload.models import SecretInfo, Webhook, WebhookDelivery
 from offload.store.base import Change, ChangeResult, Page
 
 if TYPE_CHECKING:
-    from offload.store.sql import Tx
+    from offload.store.rows import Tx
 
 T = TypeVar("T")
 
