@@ -343,6 +343,15 @@ def test_engines_page__two_engines_alive_then_one_stops(page: Any, tmp_path: Pat
                 "() => document.querySelectorAll('#engines tr[data-engine-id]').length === 1",
                 timeout=15_000)
             assert str(a.proc.pid) in page.locator("#engines").inner_text()
+
+            c = EngineProcess(tmp_path / "c", database_url=database_url).start()
+            assert c.proc is not None
+            page.wait_for_selector(f"#engines tr.alive:has-text('{c.proc.pid}')")
+            c.kill()  # SIGKILL: no clean stop, the heartbeat just ends
+            page.wait_for_selector(f"#engines tr.missing:has-text('{c.proc.pid}')",
+                                   timeout=30_000)
+            assert page.locator("#engines tr.alive").count() == 1
+            assert page.locator("#alive-count").inner_text() == "1"
         finally:
             a.kill()
             b.kill()

@@ -25,6 +25,8 @@ EVERY = timedelta(seconds=5)
 """Heartbeat period."""
 FORGET_AFTER = timedelta(hours=1)
 """Rows of engines silent this long are deleted."""
+PRUNE_EVERY = timedelta(minutes=1)
+"""How often a beat also deletes those rows."""
 
 
 def is_alive(engine: EngineInfo, at: datetime) -> bool:
@@ -42,6 +44,7 @@ class Heartbeat:
         self.info = EngineInfo(id=engine_id, host=socket.gethostname(), pid=os.getpid(),
                                version=__version__, started_at=started, heartbeat_at=started)
         self._task: asyncio.Task[None] | None = None
+        self._pruned_at: datetime | None = None
 
     async def start(self) -> None:
         """Write the first heartbeat now, then keep beating in the background."""
@@ -65,7 +68,9 @@ class Heartbeat:
         await self.store.engine_heartbeat(engine=EngineInfo(
             id=self.info.id, host=self.info.host, pid=self.info.pid, version=self.info.version,
             started_at=self.info.started_at, heartbeat_at=at))
-        await self.store.engine_prune(heartbeat_before=at - FORGET_AFTER)
+        if self._pruned_at is None or at - self._pruned_at >= PRUNE_EVERY:
+            await self.store.engine_prune(heartbeat_before=at - FORGET_AFTER)
+            self._pruned_at = at
 
     async def _loop(self) -> None:
         while True:
