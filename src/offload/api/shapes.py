@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from offload.models import App, Event, Function, Run, Step
+from offload.models import App, Event, Function, Run, Step, StepStatus
 from offload.security.redact import redact_headers
 
 
@@ -17,9 +17,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def step_json(step: Step) -> dict[str, Any]:
-    """A step as the API shows it."""
+def step_json(step: Step, next_attempt_at: datetime | None = None) -> dict[str, Any]:
+    """A step as the API shows it; ``next_attempt_at`` when it waits for a retry."""
+    waiting = step.status is StepStatus.ERRORED
     return {"id": step.id, "name": step.name, "kind": step.kind.value,
+            "next_attempt_at": _iso(next_attempt_at) if waiting else None,
             "status": step.status.value, "attempts": step.attempts, "input": step.input,
             "output": step.output, "error": step.error, "started_at": _iso(step.started_at),
             "ended_at": _iso(step.ended_at), "history": step.history}
@@ -33,8 +35,18 @@ def run_input(run: Run) -> Any:
     return value
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    """A run as the API shows it; ``steps`` only when loaded."""
+def _restarts(run: Run) -> list[dict[str, Any]]:
+    """Times another engine took the run's work over from one that died or stalled."""
+    found = run.state.get("restarts") if isinstance(run.state, dict) else None
+    return [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+
+
+def run_json(run: Run, next_attempt_at: datetime | None = None) -> dict[str, Any]:
+    """A run as the API shows it; ``steps`` only when loaded.
+
+    ``next_attempt_at`` (from :meth:`Store.run_next_attempts`): when a run waiting for a
+    delay, a retry or a sleep is due; shown on the run and on a step waiting to retry.
+    """
     body: dict[str, Any] = {
         "id": run.id, "app_id": run.app_id, "function_id": run.function_id,
         "status": run.status.value, "attempt": run.attempt, "event_ids": run.event_ids,
@@ -42,9 +54,11 @@ def run_json(run: Run) -> dict[str, Any]:
         "correlation_id": run.correlation_id, "replay_of": run.replay_of, "name": run.name,
         "idempotency_key": run.idempotency_key, "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at), "ended_at": _iso(run.ended_at),
+        "next_attempt_at": None if run.status.terminal else _iso(next_attempt_at),
+        "restarts": _restarts(run),
     }
     if run.steps is not None:
-        body["steps"] = [step_json(s) for s in run.steps]
+        body["steps"] = [step_json(s, next_attempt_at) for s in run.steps]
     return body
 
 

@@ -614,7 +614,8 @@ async def run_page(run_id: str, request: Request) -> Response:
             "title": "Run not found", "message": f"No run with id {run_id[:64]}."},
             status_code=404)
     at = now()
-    body = run_json(run)
+    due = await request.app.state.engine.store.run_next_attempts(run_ids=[run.id])
+    body = run_json(run, due.get(run.id))
     body["output"] = _without_secrets(body["output"])
     from offload.engine.audit import run_actions  # who cancelled, replayed, reran it
 

@@ -494,6 +494,9 @@ class Store(Protocol):
     async def engine_list(self) -> list[EngineInfo]:
         """Known engines, most recent heartbeat first, with the leases each holds."""
 
+    async def run_next_attempts(self, *, run_ids: Sequence[str]) -> dict[str, datetime]:
+        """For each run waiting for an attempt (a delay, a retry, a sleep), when it is due."""
+
     # -- dashboard sessions (see offload.store.sessions) ---------------------------------
 
     async def dashboard_session_insert(self, *, sid: str, login: str, credential: str,

@@ -78,7 +78,9 @@ async def list_runs(
                          event_id=event_id, created_after=after, created_before=before,
                          search=q, correlation_id=correlation_id, name=name),
         cursor=cursors.decode("runs", cursor), limit=limit)
-    return {"data": [run_json(r) for r in page.data],
+    due = await request.app.state.engine.store.run_next_attempts(
+        run_ids=[r.id for r in page.data if not r.status.terminal])
+    return {"data": [run_json(r, due.get(r.id)) for r in page.data],
             "next_cursor": cursors.encode("runs", page.next_cursor)}
 
 
@@ -98,7 +100,9 @@ async def get_run(run_id: str, request: Request) -> dict[str, Any]:
     """A run with its steps, and ``actions``: who cancelled, replayed or reran it."""
     from offload.engine.audit import run_actions
 
-    body = run_json(await get_run_or_404(request, run_id))
+    run = await get_run_or_404(request, run_id)
+    due = await request.app.state.engine.store.run_next_attempts(run_ids=[run.id])
+    body = run_json(run, due.get(run.id))
     body["actions"] = await run_actions(request.app.state.engine.store, run_id)
     return body
 
