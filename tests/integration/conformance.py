@@ -175,3 +175,21 @@ def end_invoked_child(s: Stack, prefix: str, how: str, key: str) -> dict[str, An
     ended = s.finish(parent)
     assert s.finish(child["id"])["status"] in ("cancelled", "failed")
     return ended
+
+
+def seen(s: Stack, run_id: str, what: str) -> list[Any]:
+    """What the app's functions recorded under ``<run_id>/<what>`` (``GET /seen``)."""
+    body: dict[str, list[Any]] = httpx.get(f"{s.app_url}/seen").json()
+    return body.get(f"{run_id}/{what}", [])
+
+
+def step(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """The step of ``run`` with this name."""
+    found: dict[str, Any] = next(x for x in run["steps"] if x["name"] == name)
+    return found
+
+
+def used_api(s: Stack, run_id: str) -> bool:
+    """Whether the engine sent a call of ``run_id`` with ``use_api`` (its log says so)."""
+    return any("use_api" in line and run_id in line
+               for line in s.engine.log_path.read_text(errors="replace").splitlines())

@@ -13,6 +13,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -176,9 +177,54 @@ def batch(ctx: inngest.ContextSync) -> Any:
     return {"events": len(ctx.events), "chars": size}
 
 
-FUNCTIONS = [child, long_child, overdue_child, invoke_ended, parallel_mixed, invoke_fails,
-             invoke_missing, step_error, doomed, retry_history, wildcard, sender, keyed,
-             big_steps, batch]
+@client.create_function(fn_id="debounced", trigger=ev("conf/debounced"),
+                        debounce=inngest.Debounce(period=datetime.timedelta(seconds=1),
+                                                  key="event.data.k"))
+def debounced(ctx: inngest.ContextSync) -> Any:
+    return ctx.event.data.get("n")
+
+
+@client.create_function(fn_id="rate-limited", trigger=ev("conf/rate-limited"),
+                        rate_limit=inngest.RateLimit(limit=1, period=datetime.timedelta(
+                            minutes=1), key="event.data.k"))
+def rate_limited(ctx: inngest.ContextSync) -> Any:
+    return ctx.event.data.get("n")
+
+
+@client.create_function(fn_id="throttled", trigger=ev("conf/throttled"),
+                        throttle=inngest.Throttle(limit=1, period=datetime.timedelta(
+                            seconds=2), key="event.data.k"))
+def throttled(ctx: inngest.ContextSync) -> Any:
+    return ctx.step.run("at", time.time)
+
+
+@client.create_function(fn_id="singleton-skip", trigger=ev("conf/singleton-skip"),
+                        singleton=inngest.Singleton(key="event.data.k", mode="skip"))
+def singleton_skip(ctx: inngest.ContextSync) -> Any:
+    ctx.step.sleep("hold", datetime.timedelta(seconds=2))
+    return ctx.event.data.get("n")
+
+
+class Wrap(inngest.MiddlewareSync):
+    """Wraps the function's result, and counts the executions it saw."""
+
+    def before_execution(self) -> None:
+        see("middleware", "before_execution", 1)
+
+    def transform_output(self, result: inngest.TransformOutputResult) -> None:
+        if result.step is None and result.has_output():
+            result.output = {"wrapped": result.output}
+
+
+@client.create_function(fn_id="middleware", trigger=ev("conf/middleware"), middleware=[Wrap])
+def with_middleware(ctx: inngest.ContextSync) -> Any:
+    return ctx.step.run("inner", lambda: "value")
+
+
+FUNCTIONS = [debounced, rate_limited, throttled, singleton_skip, with_middleware,
+             child, long_child, overdue_child, invoke_ended, parallel_mixed,
+             invoke_fails, invoke_missing, step_error, doomed, retry_history,
+             wildcard, sender, keyed, big_steps, batch]
 
 
 def fastapi_app() -> Any:

@@ -3,7 +3,7 @@
 // drives them through offload. Pointed at offload by environment variables only.
 // What the functions saw is readable at GET /seen ({"<run id>/<what>": [values]}).
 import http from "node:http";
-import { Inngest, NonRetriableError, referenceFunction } from "inngest";
+import { Inngest, Middleware, NonRetriableError, referenceFunction } from "inngest";
 import { serve } from "inngest/node";
 
 const inngest = new Inngest({ id: "conf-node" });
@@ -34,7 +34,34 @@ const overdueChild = inngest.createFunction({
   timeouts: { finish: "2s" },
 }, async ({ step }) => { await step.sleep("long", "1h"); return "woke"; });
 
+class Wrap extends Middleware.BaseMiddleware {
+  id = "wrap";
+  async wrapFunctionHandler({ next }) {
+    const out = await next();
+    return { wrapped: out };
+  }
+}
+
 const fns = [
+  inngest.createFunction({
+    id: "debounced", triggers: [{ event: "conf/debounced" }],
+    debounce: { period: "1s", key: "event.data.k" },
+  }, async ({ event }) => event.data.n),
+  inngest.createFunction({
+    id: "rate-limited", triggers: [{ event: "conf/rate-limited" }],
+    rateLimit: { limit: 1, period: "1m", key: "event.data.k" },
+  }, async ({ event }) => event.data.n),
+  inngest.createFunction({
+    id: "throttled", triggers: [{ event: "conf/throttled" }],
+    throttle: { limit: 1, period: "2s", key: "event.data.k" },
+  }, async ({ step }) => await step.run("at", () => Date.now() / 1000)),
+  inngest.createFunction({
+    id: "singleton-skip", triggers: [{ event: "conf/singleton-skip" }],
+    singleton: { key: "event.data.k", mode: "skip" },
+  }, async ({ event, step }) => { await step.sleep("hold", "2s"); return event.data.n; }),
+  inngest.createFunction({
+    id: "middleware", triggers: [{ event: "conf/middleware" }], middleware: [Wrap],
+  }, async () => "value"),
   child,
   longChild,
   overdueChild,
