@@ -3,9 +3,11 @@
 * ``on_pre_build`` writes the engine's OpenAPI document to ``build/docs/openapi.json``
   (from the app factory, offline, no database opened); ``docs/reference/api.md``
   renders it with neoteroi's ``[OAD(...)]`` tag.
-* ``on_page_markdown`` turns links to repository files outside ``docs/`` (``../src/…``,
-  ``../tests/…``) into code spans naming the file, so pages may point at the code and
-  tests while ``--strict`` still fails on broken links between pages.
+* ``on_page_markdown`` replaces ``<!-- settings-table -->`` with every ``OFFLOAD_*``
+  setting, its default and its docstring from ``offload.config``, and turns links to
+  repository files outside ``docs/`` (``../src/…``, ``../tests/…``) into code spans
+  naming the file, so pages may point at the code and tests while ``--strict`` still
+  fails on broken links between pages.
 """
 
 from __future__ import annotations
@@ -62,7 +64,56 @@ def on_pre_build(config: Any, **kwargs: Any) -> None:
         OPENAPI.write_text(text, encoding="utf-8")
 
 
+SETTINGS_MARKER = "<!-- settings-table -->"
+
+# Settings whose field in offload.config carries no docstring.
+_SETTING_NOTES = {
+    "host": "Address to bind.",
+    "port": "Port to listen on.",
+    "data_dir": "Where the SQLite file, the node identity and dev's generated secrets live.",
+    "allow_private": "Let outbound calls reach any private address (prefer "
+                     "`OFFLOAD_OUTBOUND_ALLOW`).",
+    "rescue_every_s": "How often expired leases are looked for and rescued.",
+    "dashboard_password_hash": "The dashboard login's password hash "
+                               "(`offload dashboard hash-password`).",
+    "session_secret": "Key signing dashboard session cookies; changing it logs everyone out.",
+    "log_level": "`debug`, `info`, `warning` or `error` (JSON lines on stderr).",
+    "log_payloads": "Not used: logs carry ids and statuses, never payloads.",
+}
+
+
+def settings_table() -> str:
+    """Every ``OFFLOAD_*`` setting with its default and meaning, from ``offload.config``."""
+    import ast
+    import dataclasses
+
+    from offload import config
+
+    notes = dict(_SETTING_NOTES)
+    tree = ast.parse(Path(config.__file__).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Settings")
+    for stmt, after in zip(cls.body, cls.body[1:], strict=False):
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and \
+                isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and \
+                isinstance(after.value.value, str):
+            notes[stmt.target.id] = " ".join(after.value.value.split())
+    fields = {f.name: f for f in dataclasses.fields(config.Settings)}
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for env, name in config._ENV_FIELDS.items():  # noqa: SLF001 - the source of truth
+        default = fields[name].default
+        shown = "–" if default in (None, (), dataclasses.MISSING) else f"`{default}`"
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        note = notes.get(name, "").replace("``", "`").replace("|", "\\|")
+        if env in config._SECRETS:  # noqa: SLF001
+            note += f" Also read from the file named by `OFFLOAD_{env}_FILE`."
+        rows.append(f"| `OFFLOAD_{env}` | {shown} | {note.strip()} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
+    if SETTINGS_MARKER in markdown:
+        markdown = markdown.replace(SETTINGS_MARKER, settings_table())
     page_dir = posixpath.dirname(page.file.src_uri)
 
     def replace(match: re.Match[str]) -> str:

@@ -50,3 +50,16 @@ def test_openapi_document_shows_problem_bodies() -> None:
     assert len(answers) > 10
     for answer in answers:
         assert "#/components/schemas/Problem" in json.dumps(answer["content"]), answer
+
+
+def test_settings_table_lists_every_setting_with_its_docstring() -> None:
+    from offload import config
+
+    table = _hooks().settings_table()
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| `OFFLOAD_")]
+    assert len(rows) == len(config._ENV_FIELDS)
+    by_name = {row.split("`")[1]: row for row in rows}
+    assert "`30.0`" in by_name["OFFLOAD_LEASE_S"]
+    assert "a dead engine's work is rescued" in by_name["OFFLOAD_LEASE_S"]
+    assert "OFFLOAD_WEBHOOK_SECRET_FILE" in by_name["OFFLOAD_WEBHOOK_SECRET"]
+    assert all(row.rstrip(" |").split("|")[-1].strip() for row in rows), "a setting has no text"
