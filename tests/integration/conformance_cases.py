@@ -153,4 +153,3 @@ def test_singleton_skip_keeps_one_run_per_key(conf: Stack, prefix: str) -> None:
 def test_middleware_runs_in_the_app(conf: Stack, prefix: str) -> None:
     run = conf.run("conf/middleware")
     assert run["output"] == {"wrapped": "value"}
-
