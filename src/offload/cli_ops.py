@@ -381,10 +381,12 @@ def run_tree(run: dict[str, Any]) -> Any:
     tree = Tree(head)
     if run.get("replay_of"):
         tree.add(f"[dim]replay of {run['replay_of']}[/]")
-    restarts = run.get("restarts") or run.get("engine_restarts")
-    if restarts:
-        count = len(restarts) if isinstance(restarts, list) else restarts
-        tree.add(f"[yellow]lived through {count} engine restart(s)[/]")
+    restarts = run.get("restarts")
+    if isinstance(restarts, list) and restarts:
+        node = tree.add(f"[yellow]lived through {len(restarts)} engine restart(s)[/]")
+        for restart in restarts:
+            if isinstance(restart, dict):
+                node.add(f"[dim]{_when(restart.get('at'))} UTC: work taken over[/]")
     for step in run.get("steps") or []:
         label = (f"{_status(step['status'])} [bold]{escape(str(step.get('name') or step['id']))}"
                  f"[/] [dim]{step.get('kind', '')} · {step.get('attempts', 0)} attempt(s)"

@@ -407,3 +407,23 @@ def test_run_page__every_attempt_of_a_step(page: Any, engine: EngineProcess, api
     assert "completed" in second and "transient" not in second
     assert re.search(r"\d+ ms", second)
     _shot(page, "run-attempts")
+
+
+def test_run_page__the_engine_restart_a_run_lived_through(page: Any, tmp_path: Path,
+                                                          target: Target) -> None:
+    target.script("/restart", (200, {}, b"slow", 30.0), (200, {}, b"ok", 0.0))
+    first = EngineProcess(tmp_path / "e").start()
+    run_id = httpx.post(f"{first.url}/v1/tasks", json={"url": f"{target.url}/restart"}).json()["id"]
+    target.wait_for(lambda: target.at("/restart"))  # the call is in flight
+    first.kill()  # SIGKILL mid-call
+    second = EngineProcess(tmp_path / "e").start()  # same data dir: takes the lease back
+    try:
+        done = httpx.get(f"{second.url}/v1/runs/{run_id}/wait", params={"timeout": 30},
+                         timeout=40).json()
+        assert done["status"] == "completed" and len(done["restarts"]) == 1
+        page.goto(f"{second.url}/runs/{run_id}")
+        assert page.locator("#restart-count").inner_text() == "1"
+        assert "UTC" in page.locator("#restarts").inner_text()
+        _shot(page, "run-restarted")
+    finally:
+        second.kill()

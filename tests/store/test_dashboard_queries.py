@@ -79,3 +79,23 @@ async def test_names__stored_returned_and_filtered(store: Any) -> None:
     assert got is not None and got.name == "nightly"
     page = await store.run_list(filter=RunFilter(name="nightly"), cursor=None, limit=10)
     assert [r.id for r in page.data] == [named.id]
+
+
+async def test_rescue__records_a_restart_on_the_live_run(store: Any) -> None:
+    from offload.api.shapes import run_json
+
+    run = await create_run(store)
+    await claim_one(store, now=at(1), owner="engine-dead", lease_until=at(5))
+    rescued = await store.lease_rescue_expired(now=at(10), max_expiries=5)
+    assert [r.run_id for r in rescued] == [run.id]
+    got = await store.run_get(run_id=run.id)
+    assert got is not None
+    assert run_json(got)["restarts"] == [{"at": at(10).isoformat()}]
+
+    await claim_one(store, now=at(11), owner="engine-b", lease_until=at(15))
+    await store.lease_rescue_expired(now=at(20), max_expiries=5)
+    got = await store.run_get(run_id=run.id)
+    assert got is not None and len(run_json(got)["restarts"]) == 2
+    fresh = await create_run(store)
+    got = await store.run_get(run_id=fresh.id)
+    assert got is not None and run_json(got)["restarts"] == []

@@ -585,12 +585,10 @@ def _attempt_durations(step: dict[str, Any]) -> None:
                                                 _as_dt(entry.get("ended_at")))
 
 
-def _restarts(body: dict[str, Any]) -> list[Any]:
-    """The engine restarts a run lived through, as the API reports them (if it does)."""
-    value = body.get("restarts") or body.get("engine_restarts")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [None] * value
-    return list(value) if isinstance(value, list) else []
+def _restarts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engine restarts a run lived through (``restarts`` of the API's run)."""
+    value = body.get("restarts")
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
 
 
 def _trigger(run: Run) -> str:

@@ -49,7 +49,7 @@ from offload.store.base import (
     RunPatch,
     StepWrite,
 )
-from offload.store.dashboard_queries import DashboardQueries
+from offload.store.dashboard_queries import DashboardQueries, record_restarts
 from offload.store.engines import EngineQueries
 from offload.store.rows import (
     APP_COLS,
@@ -653,6 +653,7 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries,
                     else:
                         tx.execute("DELETE FROM queue_items WHERE id = ?", (item_id,))
                 out.append(Rescued(item_id, run_id, expiries, exhausted))
+            record_restarts(tx, [r.run_id for r in out], now)
             if rows:
                 tx.notify = True
             return out
