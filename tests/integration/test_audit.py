@@ -13,6 +13,7 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,48 @@ def test_audit_endpoint_refuses_bad_input(tmp_path: Path) -> None:
             assert r.status_code in (400, 422), (params, r.text)
             assert field in [e["field"] for e in r.json()["errors"]], (params, r.text)
         assert api.get("/v1/audit").json() == {"data": [], "next_cursor": None}
+
+
+APP_SCRIPT = Path(__file__).resolve().parent / "apps" / "py_app.py"
+
+
+def test_app_syncs_are_audited(database: str, tmp_path: Path) -> None:
+    from tests.support.engine import free_port
+
+    with EngineProcess(tmp_path / "engine", database_url=database) as engine:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+        env["INNGEST_DEV"] = engine.url
+        log = (tmp_path / "app.log").open("ab")
+        app = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--framework", "fastapi",
+                                "--port", str(port)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+        try:
+            api = httpx.Client(base_url=engine.url, timeout=30)
+            url = f"http://127.0.0.1:{port}/api/inngest"
+            deadline = time.monotonic() + 30
+            while True:  # the app takes a moment to listen
+                registered = api.post("/v1/apps", json={"url": url})
+                if registered.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert registered.status_code == 200, registered.text
+            app_id = registered.json()["id"]
+            assert api.post(f"/v1/apps/{app_id}/sync").status_code == 200
+            browser = httpx.Client(base_url=engine.url, timeout=30)
+            csrf = _csrf(browser, "/apps")
+            assert browser.post(f"/apps/{app_id}/resync",
+                                data={"csrf": csrf}).status_code == 303
+            # a failed sync is not an action that happened
+            assert api.post("/v1/apps", json={"url": "http://127.0.0.1:9/x"}
+                            ).status_code >= 400
+            entries = _entries(api)
+        finally:
+            app.kill()
+            app.wait()
+    kinds = [(e["action"], e["actor"]["kind"], e["target"]["id"]) for e in reversed(entries)]
+    assert ("app.register", "open", app_id) in kinds
+    assert ("app.sync", "open", app_id) in kinds
+    assert ("app.sync", "dashboard", app_id) in kinds
+    assert ("app.sync", "sdk", app_id) in kinds  # the SDK's signed register call
+    assert all(e["target"]["id"] == app_id for e in entries if e["action"].startswith("app."))

@@ -39,7 +39,8 @@ _ID = r"([^/]{1,512})"
 @dataclass(frozen=True, slots=True)
 class Route:
     """One audited operator route. ``target`` names where the target id comes from:
-    the path (``path``), the JSON answer's ``id`` (``body``) or the redirect (``location``).
+    the path (``path``), the JSON answer's ``id`` (``body``, or ``body.<field>``) or the
+    redirect (``location``).
     ``related`` likewise for a second object (the new run of a replay)."""
 
     methods: tuple[str, ...]
@@ -67,7 +68,8 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "/v1/apps", "app.register", "app", target="body"),
     _r("POST", f"/v1/apps/{_ID}/(?:sync|resync)", "app.sync", "app"),
     _r("DELETE", f"/v1/apps/{_ID}", "app.delete", "app"),
-    _r("POST", "/fn/register", "app.sync", "app", target="none"),
+    _r("POST", "/fn/register", "app.sync", "app", target="body.app_id"),  # the SDK's sync
+    _r("POST", f"/v1/webhooks/{_ID}/test", "webhook.test", "webhook"),
     _r("POST", f"/v1/functions/{_ID}/pause", "function.pause", "function"),
     _r("POST", f"/v1/functions/{_ID}/resume", "function.resume", "function"),
     _r("POST", f"/v1/queues/{_ID}/pause", "queue.pause", "queue"),
@@ -101,13 +103,15 @@ ROUTES: tuple[Route, ...] = (
 )
 _PREFIXES = ("/v1/", "/fn/register", "/login", "/logout", "/runs/", "/bulk/", "/apps/",
              "/functions/", "/queues/", "/webhooks/")
+_NEVER = ("/v1/tasks", "/v1/events")
+"""Ingest: never operator actions (and the hot path: no regex matching)."""
 _NOTHING_DONE = ("notice=already_ended", "notice=rerun_failed", "notice=resync_unavailable")
 """Dashboard redirects that mean the action did nothing (not audited)."""
 
 
 def match(method: str, path: str) -> tuple[Route, str | None] | None:
     """The audited route for a request, with the id taken from its path."""
-    if method == "GET" or not path.startswith(_PREFIXES):
+    if method == "GET" or not path.startswith(_PREFIXES) or path.startswith(_NEVER):
         return None
     for route in ROUTES:
         if method in route.methods and (m := route.pattern.match(path)):
@@ -137,18 +141,19 @@ def actor_of(scope: Scope, route: Route) -> Actor:
         sid = getattr(session, "sid", None)
         return Actor("dashboard", sid[:8] if isinstance(sid, str) else None,
                      user if isinstance(user, str) else "anonymous")
-    if route.action == "app.sync" and route.target == "none":
+    if route.pattern.pattern == "^/fn/register$":
         return Actor("sdk", None, "app (signed register)")
     return Actor("open", None, "open access (no API key)")
 
 
 def _from(where: str | None, body: bytes, location: str | None) -> str | None:
-    if where == "body" and body:
+    if where is not None and where.startswith("body") and body:
         try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        found = value.get("id") if isinstance(value, dict) else None
+        key = where.partition(".")[2] or "id"
+        found = value.get(key) if isinstance(value, dict) else None
         return found if isinstance(found, str) else None
     if where == "location" and location:
         path = location.split("?", 1)[0].rstrip("/")
