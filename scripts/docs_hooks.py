@@ -111,9 +111,26 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
+def _one_title(markdown: str) -> str:
+    """Drop the rendered document's own ``# offload x.y`` title: a second top heading
+    would hide the page's table of contents."""
+    lines = markdown.splitlines()
+    titles, fenced = [], False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("# "):
+            titles.append(i)
+    for i in reversed(titles[1:]):
+        del lines[i]
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs: Any) -> str:
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_table())
+    if page.file.src_uri == "reference/api.md":
+        markdown = _one_title(markdown)
     page_dir = posixpath.dirname(page.file.src_uri)
 
     def replace(match: re.Match[str]) -> str:

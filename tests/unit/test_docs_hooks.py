@@ -65,3 +65,10 @@ def test_settings_table_lists_every_setting_with_its_docstring() -> None:
     bare = [name for name, row in by_name.items() if not row.rstrip(" |").split("|")[-1].strip()]
     assert not bare, f"give these a docstring in offload/config.py (or a note in "\
                      f"scripts/docs_hooks.py): {bare}"
+
+
+def test_api_page_keeps_one_title() -> None:
+    markdown = "# HTTP API\n\n```sh\n# a comment\n```\n\n# offload 0.1.0\n\n## tasks\n"
+    out = _hooks().on_page_markdown(markdown, _page("reference/api.md"), None, None)
+    assert out.splitlines() == ["# HTTP API", "", "```sh", "# a comment", "```", "", "",
+                                "## tasks"]
