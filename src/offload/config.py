@@ -64,6 +64,8 @@ class Settings:
     """Finished runs, their steps and events are pruned after this many days."""
     cron_catchup: int = 1
     """Missed cron ticks fired after downtime: the latest N (0 skips them all)."""
+    test_crash_at: str | None = None
+    """Tests only: a named crash point (``offload.faults``) where the engine kills itself."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or CIDRs of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are
     believed (``OFFLOAD_TRUSTED_PROXIES``). Empty: the peer address is the client."""
@@ -119,7 +121,7 @@ _ENV_FIELDS: dict[str, str] = {
     "LEASE_S": "lease_s", "RESCUE_EVERY_S": "rescue_every_s",
     "MAX_LEASE_EXPIRIES": "max_lease_expiries", "MAX_INFLIGHT": "max_inflight",
     "RETENTION_DAYS": "retention_days", "CRON_CATCHUP": "cron_catchup", "NODE_ID": "node_id",
-    "TRUSTED_PROXIES": "trusted_proxies",
+    "TRUSTED_PROXIES": "trusted_proxies", "TEST_CRASH_AT": "test_crash_at",
     "DASHBOARD_PASSWORD_HASH": "dashboard_password_hash", "SESSION_SECRET": "session_secret",
     "LOG_LEVEL": "log_level", "LOG_PAYLOADS": "log_payloads",
     "ALERT_RULES": "alert_rules", "ALERT_EVERY_S": "alert_every_s",
@@ -198,6 +200,10 @@ def validate(settings: Settings) -> None:
         except ValueError:
             raise ConfigError(f"OFFLOAD_TRUSTED_PROXIES: {proxy[:60]!r} is not an IP address "
                               "or CIDR") from None
+    if settings.test_crash_at:
+        from offload.faults import parse
+
+        parse(settings.test_crash_at)
     if settings.node_id is not None:
         from offload.engine.identity import validate_node_id
 

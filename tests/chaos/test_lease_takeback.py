@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
+
+pytestmark = pytest.mark.chaos
 
 TASKS = 12
 LEASE_S = "30"

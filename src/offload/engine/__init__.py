@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from offload import faults
 from offload.clock import now
 from offload.config import Settings, ensure_webhook_secret
 from offload.engine.apps import AppSync
@@ -69,6 +70,7 @@ class Engine:
                               "they were stored with")
         if run_scheduler:
             self.identity.acquire()
+        faults.arm(s.test_crash_at)
         policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
                                allow_list=s.outbound_allow)
         self.client = build_client(policy=policy, timeout_s=s.call_timeout_s)
@@ -151,6 +153,7 @@ class Engine:
     # -- dispatch ------------------------------------------------------------------------
 
     async def _run_item(self, item: QueueItem) -> None:
+        faults.crash_point("run.claimed", item.queue)
         # Batched: the items of one claim are read with one query, not one each.
         run = await self.http_tasks.runs.get(item.run_id or "")
         fence = Fence(item.id, item.lease_token or "")

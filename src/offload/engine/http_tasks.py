@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from offload import metrics
+from offload import faults, metrics
 from offload.clock import now
 from offload.engine import attempts
 from offload.engine.attempts import (
@@ -253,7 +253,9 @@ class HttpTasks:
         elapsed = (result.ended_at - result.started_at).total_seconds()
         attempts.record_attempt("request", outbound="target", outcome=result.outcome,
                                 step_status=step.status.value, seconds=elapsed)
+        faults.crash_point("call.returned", item.queue)
         await metrics.timed_store("apply", self.store.apply(change))
+        faults.crash_point("write.committed", item.queue)
         patch = change.run_patches[0]
         log_run(run.id, run.function_id, (patch.status or run.status).value, attempt=attempt_no,
                 correlation_id=run.correlation_id, step="request", error=result.error,

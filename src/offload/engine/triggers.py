@@ -23,6 +23,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from offload import faults
 from offload.clock import now
 from offload.engine import flow
 from offload.engine.catalog import FunctionCatalog
@@ -181,6 +182,7 @@ class Triggers:
                         change.resumes.append(_resume(wait, at,
                                                       output=event.data.get("result")))
         await self._cancel_matching(functions, payload, at)
+        faults.crash_point("fanout.computed", event.name)
         result = await self.store.apply(change)
         if result.cancelled:  # replaced by a singleton run in cancel mode
             await self.runs.announce_cancelled(result.cancelled, "singleton")

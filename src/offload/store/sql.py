@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from offload import faults
 from offload.clock import from_ms, now_ms, to_ms
 from offload.errors import LeaseLostError, StaleRunError
 from offload.ids import new_id
@@ -320,6 +321,8 @@ class SqlStore(EngineQueries, DashboardQueries, ops.OpsQueries, WebhookQueries,
             self._patch_run(tx, patch)
         for step in change.steps:
             self._write_step(tx, step)
+        if change.steps:
+            faults.crash_point("write.uncommitted")  # tests only: die before the commit
         for item in change.items:
             self._insert_item(tx, item, result)
         if change.delete_waits_of_runs:

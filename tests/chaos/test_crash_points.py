@@ -1,0 +1,146 @@
+"""Kill the engine at each named crash point (``offload.faults``) and check its promise.
+
+``docs/guarantees.md`` §2 "crash at each named point": the engine sends itself
+SIGKILL at the armed point (``OFFLOAD_TEST_CRASH_AT=point[:key]``), is restarted
+(with the next point armed, keyed to other work), and the work resumes:
+
+==================  ==========================================================
+point               promise after restart
+==================  ==========================================================
+write.uncommitted   nothing of the attempt was written; the call is repeated
+                    once (same ``webhook-id``); one result recorded
+run.claimed         the call had not happened; it happens once
+call.returned       the result was lost with the process; the call is repeated
+                    once (same ``webhook-id``); one result recorded
+write.committed     the result stands; the target is not called again; the
+                    callback (committed with the result) is delivered once
+fanout.computed     nothing was started; after restart the event starts its
+                    function exactly once
+==================  ==========================================================
+
+One test per store walks all five points with one engine data dir (6 starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from offload.models import App, Function
+from offload.store import open_store
+from tests.support.engine import EngineProcess
+from tests.support.target import Target
+
+pytestmark = pytest.mark.chaos
+
+FN_ID = "crash-fanout-fn"
+EVENT = "crash.fanout"
+
+
+def _sync_function(store_url: str, app_url: str) -> None:
+    """A function triggered by EVENT (registered straight in the store: no SDK needed)."""
+    async def sync() -> None:
+        store = open_store(store_url)
+        await store.open()
+        at = datetime.now(UTC)
+        app = App(id="crash-app", url=app_url, sdk="test", framework=None, app_version=None,
+                  checksum=None, sync_error=None, synced_at=at, created_at=at, updated_at=at)
+        fn = Function(id=FN_ID, app_id=app.id, name=FN_ID, created_at=at, updated_at=at,
+                      config={"id": FN_ID, "name": FN_ID, "triggers": [{"event": EVENT}],
+                              "steps": {"step": {"id": "step", "name": "step", "runtime": {
+                                  "type": "http", "url": f"{app_url}?fnId={FN_ID}"}}}})
+        await store.app_sync(app=app, functions=[fn])
+        await store.close()
+    asyncio.run(sync())
+
+
+def _until(what: str, check: Callable[[], bool], engine: EngineProcess,
+           timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{engine.logs()}"
+        time.sleep(0.05)
+
+
+def _died(engine: EngineProcess) -> bool:
+    return engine.proc is not None and engine.proc.poll() is not None
+
+
+def _start(data: Path, store_url: str, crash: str | None) -> EngineProcess:
+    env = {"OFFLOAD_LEASE_S": "30"}
+    if crash:
+        env["OFFLOAD_TEST_CRASH_AT"] = crash
+    return EngineProcess(data, database_url=store_url, env=env).start()
+
+
+def _status(engine: EngineProcess, run_id: str) -> dict[str, Any]:
+    run: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{run_id}", timeout=10).json()
+    return run
+
+
+def test_each_crash_point_keeps_its_promise(store_url: str, tmp_path: Path) -> None:
+    target = Target().start()
+    data = tmp_path / "data"
+    _sync_function(store_url, f"{target.url}/app")
+    calls = lambda n: target.at(f"/t/{n}")  # noqa: E731
+    callbacks = lambda n: target.at(f"/cb/{n}")  # noqa: E731
+    points = ["write.uncommitted", "run.claimed", "call.returned", "write.committed"]
+    ids: dict[int, str] = {}
+    engine: EngineProcess | None = None
+    try:
+        for n, point in enumerate(points):
+            queue = f"p{n}"
+            engine = _start(data, store_url, point if n == 0 else f"{point}:{queue}")
+            if n:  # the previous point's task completes on the restarted engine
+                _until(f"task {n - 1} to complete after the restart",
+                       lambda: _status(engine, ids[n - 1])["status"] == "completed", engine)
+            response = httpx.post(f"{engine.url}/v1/tasks", json={
+                "url": f"{target.url}/t/{n}", "queue": queue, "retries": 5,
+                "callback_url": f"{target.url}/cb/{n}"}, timeout=10)
+            assert response.status_code == 202, response.text
+            ids[n] = response.json()["id"]
+            _until(f"the engine to die at {point}", lambda: _died(engine), engine)
+            assert engine.proc is not None and engine.proc.returncode == -9
+            expected_calls = 0 if point == "run.claimed" else 1
+            assert len(calls(n)) == expected_calls, point
+            assert len(callbacks(n)) == 0, point
+        # fan-out: the event is accepted, the engine dies before the runs are written
+        engine = _start(data, store_url, f"fanout.computed:{EVENT}")
+        last = len(points) - 1
+        _until("the committed task's callback", lambda: len(callbacks(last)) == 1, engine)
+        event_id = httpx.post(f"{engine.url}/v1/events", json={"name": EVENT},
+                              timeout=10).json()["ids"][0]
+        _until("the engine to die at fanout.computed", lambda: _died(engine), engine)
+        # the last restart, nothing armed: everything completes
+        engine = _start(data, store_url, None)
+        for n in range(len(points)):
+            _until(f"task {n} completed", lambda n=n: _status(engine, ids[n])["status"]
+                   == "completed", engine)
+            _until(f"task {n}'s callback", lambda n=n: len(callbacks(n)) >= 1, engine)
+        _until("the event's fan-out", lambda: len(httpx.get(
+            f"{engine.url}/v1/events/{event_id}", timeout=10).json()["runs"]) >= 1, engine)
+        time.sleep(1.0)  # anything duplicated would show up by now
+
+        repeats = {point: len(calls(n)) for n, point in enumerate(points)}
+        assert repeats == {"write.uncommitted": 2, "run.claimed": 1, "call.returned": 2,
+                           "write.committed": 1}, repeats
+        for n in range(len(points)):
+            ids_seen = {r.headers["webhook-id"] for r in calls(n)}
+            assert len(ids_seen) == 1, "a repeated call must carry the same webhook-id"
+            run = _status(engine, ids[n])
+            assert [s["id"] for s in run["steps"]].count("request") == 1, run["steps"]
+            assert len(callbacks(n)) == 1, f"callback of task {n} delivered more than once"
+        runs = httpx.get(f"{engine.url}/v1/runs", params={"function_id": FN_ID},
+                         timeout=10).json()["data"]
+        assert len(runs) == 1 and runs[0]["event_ids"] == [event_id], runs
+    finally:
+        if engine is not None:
+            engine.kill()
+        target.stop()
