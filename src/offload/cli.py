@@ -272,6 +272,7 @@ def _filter_options(func: F) -> F:
         click.option("--after", default=None, help="Created at or after (RFC 3339)."),
         click.option("--before", default=None, help="Created before (RFC 3339)."),
         click.option("--search", "q", default=None, help="Run id or error text."),
+        click.option("--name", default=None, help="Only HTTP tasks with this name."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -331,12 +332,14 @@ def cancel(run_id: str | None, **filters: Any) -> None:
 @main.command()
 @click.argument("run_id", required=False)
 @_filter_options
-def replay(run_id: str | None, **filters: Any) -> None:
+@click.option("--include-replayed", is_flag=True,
+              help="Replay runs already replayed too (by default they are left out).")
+def replay(run_id: str | None, include_replayed: bool, **filters: Any) -> None:
     """Replay one run, or every run the filters select (e.g. --status failed)."""
     if run_id is None:
         if not any(v for v in filters.values()):
             raise click.UsageError("give a RUN_ID or at least one filter (e.g. --status failed)")
-        _bulk("replay", filters)
+        _bulk("replay", {**filters, "exclude_replayed": not include_replayed or None})
         return
     with _client() as client:
         try:

@@ -286,3 +286,24 @@ def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> Non
     finally:
         _stop(app)
         dev.kill()
+
+
+def test_replay_by_filter__skips_runs_already_replayed(engine: EngineProcess,
+                                                       target: Target) -> None:
+    queue = f"q{time.monotonic_ns() % 10**9}"
+    target.script(f"/{queue}", (500, {}, b"down", 0.0), (200, {}, b"up", 0.0))
+    failed = offload("tasks", "create", f"{target.url}/{queue}", "--retries", "0", "--queue",
+                     queue, "--wait", "--json", url=engine.url)
+    assert json.loads(failed.stdout)["status"] == "failed"
+
+    first = offload("replay", "--status", "failed", "--queue", queue, url=engine.url)
+    assert first.returncode == 0, first.stderr
+    assert "completed: 1 of 1 runs replayed" in first.stdout
+    again = offload("replay", "--status", "failed", "--queue", queue, url=engine.url)
+    assert "completed: 0 of 0 runs replayed" in again.stdout  # the failure was dealt with
+    listed = httpx.get(f"{engine.url}/v1/runs", params={"status": "failed", "queue": queue,
+                                                         "exclude_replayed": "true"}).json()
+    assert listed["data"] == []
+    forced = offload("replay", "--status", "failed", "--queue", queue, "--include-replayed",
+                     url=engine.url)
+    assert "completed: 1 of 1 runs replayed" in forced.stdout

@@ -36,6 +36,10 @@ class BulkFilter(BaseModel):
     before: datetime | None = Field(None, description="Created before.")
     q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         None, description="Run id or error text.")
+    name: _TEXT | None = Field(None, description="HTTP tasks with this name.")
+    exclude_replayed: bool = Field(
+        False, description="Leave out runs that a run already replays (the failed view's "
+        "default), so replaying the failed runs twice replays each once.")
 
     @field_validator("after", "before")
     @classmethod
@@ -44,7 +48,7 @@ class BulkFilter(BaseModel):
             raise ValueError("needs a time zone offset, e.g. 2030-01-01T00:00:00Z")
         return value
 
-    @field_validator("function_id", "queue", "event_id", "event_name", "q")
+    @field_validator("function_id", "queue", "event_id", "event_name", "q", "name")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         if value is not None and "\x00" in value:
@@ -55,7 +59,8 @@ class BulkFilter(BaseModel):
         """The store's run filter."""
         return RunFilter(statuses=tuple(self.status), function_id=self.function_id,
                          queue=self.queue, event_id=self.event_id, event_name=self.event_name,
-                         created_after=self.after, created_before=self.before, search=self.q)
+                         created_after=self.after, created_before=self.before, search=self.q,
+                         name=self.name, unreplayed=self.exclude_replayed)
 
 
 class BulkIn(BaseModel):

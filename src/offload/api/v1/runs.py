@@ -55,6 +55,8 @@ async def list_runs(
     correlation_id: Annotated[str | None, Query(max_length=255)] = None,
     name: Annotated[str | None, Query(max_length=255, description="HTTP tasks with this "
                                       "name.")] = None,
+    exclude_replayed: Annotated[bool, Query(description="Leave out runs that a run already "
+                                            "replays (the failed view's default).")] = False,
     after: Annotated[datetime | None, Query(description="Created at or after.")] = None,
     before: Annotated[datetime | None, Query(description="Created before.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Run id or error text.")] = None,
@@ -76,7 +78,8 @@ async def list_runs(
     page = await request.app.state.engine.store.run_list(
         filter=RunFilter(statuses=parse_statuses(status), function_id=function_id, queue=queue,
                          event_id=event_id, created_after=after, created_before=before,
-                         search=q, correlation_id=correlation_id, name=name),
+                         search=q, correlation_id=correlation_id, name=name,
+                         unreplayed=exclude_replayed),
         cursor=cursors.decode("runs", cursor), limit=limit)
     due = await request.app.state.engine.store.run_next_attempts(
         run_ids=[r.id for r in page.data if not r.status.terminal])
