@@ -195,7 +195,14 @@ def test_every_operator_action_is_audited_with_its_actor(database: str, target: 
             if cursor is None:
                 break
         assert seen == [e["id"] for e in _entries(admin)]
-        assert other  # cancelled by the bulk job
+        # a run cancelled by a bulk job shows who started the job
+        deadline = time.monotonic() + 30
+        while admin.get(f"/v1/runs/{other}").json()["status"] != "cancelled":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        bulk_actions = admin.get(f"/v1/runs/{other}").json()["actions"]
+        assert [(a["action"], a["actor"]["name"]) for a in bulk_actions] == \
+            [("bulk.start", "ops-alice")]
 
         # only admins read the log
         assert httpx.get(f"{engine.url}/v1/audit").status_code == 401

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import re
 from typing import Any
 
 from offload.clock import now
@@ -65,12 +66,25 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
             "outcome": entry.outcome, "details": entry.details}
 
 
+_BULK_JOB = re.compile(r"\(job ([0-9A-HJKMNP-TV-Z]{26})\)")
+"""How a run cancelled by a bulk job names the job in its error message."""
+
+
 async def run_actions(store: Store, run_id: str) -> list[dict[str, Any]]:
-    """Operator actions on a run, oldest first: who cancelled, replayed or reran it, and
-    who made it (when it is a replay or rerun of another run)."""
+    """Operator actions on a run, oldest first: who cancelled, replayed or reran it, who
+    made it (when it is a replay or rerun of another run), and who started the bulk job
+    that cancelled it."""
     from offload.engine.pause import ops_store
     from offload.store.ops import AuditFilter
 
-    page = await ops_store(store).audit_list(filter=AuditFilter(target_id=run_id),
-                                             cursor=None, limit=50)
-    return [audit_json(e) for e in reversed(page.data)]
+    ops = ops_store(store)
+    page = await ops.audit_list(filter=AuditFilter(target_id=run_id), cursor=None, limit=50)
+    entries = list(page.data)
+    run = await store.run_get(run_id=run_id, with_steps=False)
+    message = (run.error or {}).get("message") if run is not None else None
+    if isinstance(message, str) and (job := _BULK_JOB.search(message)):
+        bulk = await ops.audit_list(filter=AuditFilter(target_id=job.group(1),
+                                                       action="bulk.start"),
+                                    cursor=None, limit=1)
+        entries.extend(bulk.data)
+    return [audit_json(e) for e in sorted(entries, key=lambda e: e.id)]
