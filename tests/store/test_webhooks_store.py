@@ -82,3 +82,29 @@ async def test_secrets_put_list_delete(store: Any) -> None:
     assert await store.secret_stored_count() == 1
     assert await store.secret_delete(name="A") and not await store.secret_delete(name="A")
     assert await store.secret_get_many(names=[]) == {}
+
+
+async def test_event_without_consumers_gets_a_fanout_item_only_if_a_run_waits(
+        store: Any) -> None:
+    from offload.store.base import NewWait
+    from tests.store.conftest import claim_all, create_run
+
+    hook = _webhook()
+    await store.webhook_insert(webhook=hook)
+    lonely = _delivery(hook.id, "lonely")
+    change = _change(lonely)
+    change.runs = []
+    change.events[0].fanout = False
+    await store.webhook_deliver(delivery=lonely, change=change)
+    assert await claim_all(store, kinds=(ItemKind.EVENT,)) == []
+
+    run = await create_run(store, item=False)
+    await store.apply(Change(waits=[NewWait(id=new_id(), run_id=run.id, step_id="w",
+                                            created_at=T0, event_name="gh/1")]))
+    awaited = _delivery(hook.id, "awaited")
+    change = _change(awaited)
+    change.runs = []
+    change.events[0].fanout = False
+    await store.webhook_deliver(delivery=awaited, change=change)
+    items = await claim_all(store, kinds=(ItemKind.EVENT,))
+    assert [i.payload["event_id"] for i in items] == [awaited.event_id]

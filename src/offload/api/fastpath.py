@@ -11,6 +11,8 @@ body, a missing or wrong key, another route — is replayed, body and all, into 
 app, so every error answer and the OpenAPI document are produced exactly as before.
 ``/e/{event_key}`` has no body model: its handler (:func:`offload.api.sdk.send_events`)
 is called as the route would call it, with the body already read within the limit.
+``/w/{webhook_id}`` (provider webhooks, any content type) is taken the same way: its
+handler (:func:`offload.api.v1.webhooks.receive`) verifies and answers every case.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload.api import sdk
 from offload.api.identifiers import has_control
-from offload.api.v1 import tasks
+from offload.api.v1 import tasks, webhooks
 from offload.errors import AuthError
 
 log = logging.getLogger("offload.api")
@@ -50,6 +52,7 @@ class IngestFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = None
         event_key = None
+        webhook_id = None
         if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
             path = scope["path"]
             route = ROUTES.get(path)
@@ -57,7 +60,11 @@ class IngestFastPath:
                 event_key = path[3:]
                 if not event_key or "/" in event_key or has_control(event_key):
                     event_key = None
-        if route is None and event_key is None:
+            elif route is None and path.startswith("/w/"):  # provider webhooks: any body
+                webhook_id = path[3:]
+                if not webhook_id or "/" in webhook_id or has_control(webhook_id):
+                    webhook_id = None
+        if route is None and event_key is None and webhook_id is None:
             await self.app(scope, receive, send)
             return
         declared = -1
@@ -70,8 +77,8 @@ class IngestFastPath:
                     declared = -1
             elif name == b"content-type":
                 json_type = tasks.is_json(value.decode("latin-1"))
-        if event_key is not None:
-            json_type = True  # the SDK route reads any body as JSON
+        if event_key is not None or webhook_id is not None:
+            json_type = True  # the SDK route reads any body as JSON; webhooks take any
         if not json_type or declared <= 0 or declared > self.limit:
             await self.app(scope, receive, send)
             return
@@ -94,9 +101,17 @@ class IngestFastPath:
             await self.app(scope, _replay(chunks, None, receive, more), send)
             return
         scope["app"] = self.root
+        answer: Response
+        if webhook_id is not None:
+            request = Request(scope, _replay(chunks, None, receive))
+            try:
+                answer = await webhooks.receive(webhook_id, request)
+            except Exception as exc:
+                answer = await self._problem(request, exc)
+            await answer(scope, receive, send)
+            return
         if event_key is not None:
             request = Request(scope, _replay(chunks, None, receive))
-            answer: Response
             try:
                 answer = await sdk.send_events(event_key, request)
             except Exception as exc:

@@ -11,6 +11,7 @@ import orjson
 
 TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z0-9_][A-Za-z0-9_.\-]*)\s*\}\}")
 MAX_NAME = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 DEFAULT_TEMPLATES = {
     "stripe": "stripe/{{ type }}",
     "github": "github/{{ headers.x-github-event }}",
@@ -74,7 +75,7 @@ def event_name(template: str, data: Mapping[str, Any], headers: Mapping[str, str
             return "unknown"
         return str(value)
 
-    name = TEMPLATE_VAR.sub(replace, template).strip()
+    name = _CONTROL.sub("?", TEMPLATE_VAR.sub(replace, template)).strip()
     return (name or "webhook/unknown")[:MAX_NAME]
 
 

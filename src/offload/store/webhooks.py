@@ -128,7 +128,8 @@ class WebhookQueries:
         """Record an accepted delivery and apply ``change`` in one transaction.
 
         A delivery id already recorded for the webhook writes nothing and returns the
-        first delivery with False.
+        first delivery with False. An event given without fan-out (no function consumes
+        its name) gets one anyway if a run waits for its name.
         """
         body, encoded = _body_column(delivery.body)
 
@@ -145,6 +146,10 @@ class WebhookQueries:
                                   "WHERE webhook_id = ? AND delivery_id = ?",
                                   (delivery.webhook_id, delivery.delivery_id))
                 return row_delivery(rows[0]), False
+            for event in change.events:
+                if not event.fanout and tx.execute(
+                        "SELECT 1 FROM waits WHERE event_name = ? LIMIT 1", (event.name,)):
+                    event.fanout = True  # a run waits for this name: it must be resumed
             self._apply(tx, change)
             return delivery, True
         return await self._write(fn)

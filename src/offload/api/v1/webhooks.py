@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets as random
 import time
 from collections import deque
@@ -55,6 +56,7 @@ REFUSALS_KEPT = 50
 _HEADER = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$"
 _HeaderName = Annotated[StrictStr, Field(pattern=_HEADER)]
 _SECRET_KINDS = ("stripe", "github", "standard", "hmac", "token")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class _Entry:
     webhook: Webhook | None
     secrets: list[str]
     expires: float
+    forward: TaskIn | None = None
+    """The forward task validated once; each delivery copies it with its body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +286,8 @@ class Receiver:
         if len(self._cache) > 10_000:
             self._cache.clear()
         entry = _Entry(webhook, keys, time.monotonic() + CACHE_S)
+        if webhook is not None and webhook.forward is not None:
+            entry.forward = TaskIn.model_validate(webhook.forward)
         if webhook is not None and webhook.previous_until is not None:
             # Re-read when the overlap ends, so the old secret stops working on time.
             left = (webhook.previous_until - now()).total_seconds()
@@ -289,6 +295,24 @@ class Receiver:
                 entry.expires = time.monotonic() + left
         self._cache[webhook_id] = entry
         return entry
+
+    async def _consumed(self, name: str) -> bool:
+        """False when no synced function triggers or cancels on ``name``: the event then
+        needs no fan-out item unless a run waits for it (the store checks that in the
+        same transaction). Saves the fan-out's reads and writes for events that only
+        feed ``forward`` tasks or are kept for audit."""
+        catalog = getattr(self.engine, "functions", None)
+        if catalog is None:
+            return True
+        for fn in await catalog.all():
+            config = fn.config
+            for entry in (config.get("triggers") or []) + (config.get("cancel") or []):
+                if not isinstance(entry, dict):
+                    return True
+                wanted = entry.get("event")
+                if wanted == name or (isinstance(wanted, str) and "*" in wanted):
+                    return True
+        return False
 
     def _refuse(self, webhook_id: str, reason: str) -> Outcome:
         kept = self.refusals.setdefault(webhook_id, deque(maxlen=REFUSALS_KEPT))
@@ -317,9 +341,9 @@ class Receiver:
         parent = parse_traceparent(headers.get("traceparent"))
         event = NewEvent(id=new_id(), name=name, data=data, ts=int(at.timestamp() * 1000),
                          received_at=at, correlation_id=verified.delivery_id,
-                         traceparent=parent)
-        runs = [] if webhook.forward is None else [
-            self._forward_run(webhook, event, body, headers, at)]
+                         traceparent=parent, fanout=await self._consumed(name))
+        runs = [] if entry.forward is None else [
+            self._forward_run(webhook, entry.forward, event, body, headers, at)]
         delivery = WebhookDelivery(
             id=new_id(), webhook_id=webhook.id, delivery_id=delivery_id[:255],
             headers=audit_headers(kind, options, headers), body=body, received_at=at,
@@ -329,15 +353,16 @@ class Receiver:
         return Outcome(200, None, stored, duplicate=not created)
 
     @staticmethod
-    def _forward_run(webhook: Webhook, event: NewEvent, body: bytes, headers: dict[str, str],
-                     at: datetime) -> NewRun:
-        spec = dict(webhook.forward or {})
-        out_headers = dict(spec.get("headers") or {})
-        out_headers["Content-Type"] = headers.get("content-type") or "application/json"
+    def _forward_run(webhook: Webhook, forward: TaskIn, event: NewEvent, body: bytes,
+                     headers: dict[str, str], at: datetime) -> NewRun:
+        out_headers = dict(forward.headers)
+        kind = headers.get("content-type") or "application/json"
+        out_headers["Content-Type"] = kind if _PRINTABLE.match(kind) else "application/json"
         out_headers["X-Offload-Webhook"] = webhook.id
-        out_headers["X-Offload-Event"] = event.name[:256].encode("ascii", "replace").decode()
-        spec.update(headers=out_headers, body=body.decode("utf-8", "replace"))
-        task = TaskIn.model_validate(spec)
+        out_headers["X-Offload-Event"] = event.name.encode("ascii", "replace").decode()
+        # The headers added are valid by construction and the body is text: no revalidation.
+        task = forward.model_copy(update={"headers": out_headers,
+                                          "body": body.decode("utf-8", "replace")})
         run = task.new_run(at)
         run.event_ids = [event.id]
         run.correlation_id = event.correlation_id
