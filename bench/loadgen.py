@@ -54,6 +54,10 @@ async def _main(args: argparse.Namespace) -> None:
     body = Path(args.body_file).read_bytes()
     proto = RawConn(args.host, args.port)
     request = proto.build("POST", args.path, body)
+    if args.header:  # extra headers (e.g. Authorization) after the request line's Host
+        extra = "".join(f"{h}\r\n" for h in args.header).encode()
+        head, _, rest = request.partition(b"\r\n")
+        request = head + b"\r\n" + extra + rest
     out: dict = {"ok": 0, "errors": 0, "statuses": {}, "lat_ms": []}
     t0 = args.start_at
     t1 = t0 + args.warmup
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("--start-at", type=float, required=True)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--header", action="append", default=[],
+                        help='An extra request header, "Name: value" (repeatable).')
     args = parser.parse_args()
     install_uvloop()
     asyncio.run(_main(args))

@@ -258,8 +258,8 @@ def fresh_database(store: str, scratch: Path, scenario: str) -> Iterator[Databas
 
 
 @contextlib.asynccontextmanager
-async def engine(db: Database, logs: Path, label: str, serve: bool = False
-                 ) -> AsyncIterator[Proc]:
+async def engine(db: Database, logs: Path, label: str, serve: bool = False,
+                 env: dict[str, str] | None = None) -> AsyncIterator[Proc]:
     """``offload dev``, or with ``serve`` ``offload serve`` with the API key BENCH_KEY."""
     port = free_port()
     argv = [OFFLOAD, "serve" if serve else "dev", "--port", str(port), "--data-dir",
@@ -269,6 +269,7 @@ async def engine(db: Database, logs: Path, label: str, serve: bool = False
     extra = {"PYTHONPATH": ENGINE_PYTHONPATH} if ENGINE_PYTHONPATH else {}
     if serve:
         extra["OFFLOAD_API_KEYS"] = BENCH_KEY
+    extra.update(env or {})
     proc = Proc(f"engine-{db.store}-{label}", argv, port, logs, cwd=db.data_dir,
                 extra_env=extra)
     try:
