@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from tests.browser.test_dashboard import browser, page  # noqa: F401 - fixtures
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -42,20 +42,21 @@ def app(engine: EngineProcess, tmp_path: Path) -> Iterator[subprocess.Popen[byte
     proc = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{url}/counts", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "app did not come up"
-            time.sleep(0.05)
+    eventually(lambda: _up(f"{url}/counts"), timeout=20, what="the app")
     synced = httpx.post(f"{engine.url}/v1/apps", json={"url": f"{url}/api/inngest"},
                         timeout=30)
     assert synced.status_code == 200, synced.text
     yield proc
     proc.kill()
     proc.wait()
+
+
+def _up(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def _app(engine: EngineProcess) -> dict[str, Any]:

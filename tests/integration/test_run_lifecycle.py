@@ -18,7 +18,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "lifecycle_app.py"
 
@@ -50,25 +50,17 @@ class Setup:
         return str(sender.send_sync(inngest.Event(name=name, data=data))[0])
 
     def run_of(self, event_id: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            runs = self.api("GET", f"/v1/events/{event_id}").json()["runs"]
-            if runs:
-                return str(runs[0]["id"])
-            time.sleep(0.05)
-        raise AssertionError(f"no run for event {event_id}")
+        runs = eventually(lambda: self.api("GET", f"/v1/events/{event_id}").json()["runs"],
+                          timeout=timeout, what=f"a run of event {event_id}")
+        return str(runs[0]["id"])
 
     def until(self, run_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def probe() -> dict[str, Any] | None:
             run = self.api("GET", f"/v1/runs/{run_id}/wait", params={"timeout": 2}).json() \
                 if "completed" in statuses else self.api("GET", f"/v1/runs/{run_id}").json()
-            if run["status"] in statuses:
-                return dict(run)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} never {statuses}: {run}\n"
-                                     f"{self.engine.logs()}")
-            time.sleep(0.05)
+            return dict(run) if run["status"] in statuses else None
+
+        return eventually(probe, timeout=timeout, what=f"run {run_id} to be {statuses}")
 
     def parent_and_child(self, fn: str, *, child: dict[str, Any] | None = None,
                          timeout: float | None = None, child_status: str = "sleeping"
@@ -97,6 +89,14 @@ class Setup:
         return run
 
 
+def _up(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Setup]:
@@ -115,14 +115,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                             env=app_env, stdout=log, stderr=subprocess.STDOUT)
     s = Setup(engine, f"http://127.0.0.1:{app_port}")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{s.app_url}/counts", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "app did not come up"
-                time.sleep(0.05)
+        eventually(lambda: _up(f"{s.app_url}/counts"), timeout=20, what="the app")
         synced = s.api("POST", "/v1/apps", json={"url": f"{s.app_url}/api/inngest"})
         assert synced.status_code == 200, synced.text
         yield s
@@ -164,11 +157,11 @@ def test_bulk_cancel__wakes_the_parent(setup: Setup) -> None:
                                                    "filter": {"q": child}})
     assert job.status_code == 202, job.text
     setup.parent_resumed(parent, child, "FunctionCancelledError")
-    deadline = time.monotonic() + 15
-    while (body := setup.api("GET", f"/v1/runs/bulk/{job.json()['id']}").json())[
-            "status"] == "running":
-        assert time.monotonic() < deadline, body
-        time.sleep(0.1)
+    def ended() -> dict[str, Any] | None:
+        got = dict(setup.api("GET", f"/v1/runs/bulk/{job.json()['id']}").json())
+        return got if got["status"] != "running" else None
+
+    body = eventually(ended, what="the bulk job to end")
     assert body["done"] == 1, body
 
 
@@ -206,10 +199,8 @@ def test_invoke_timeout__wakes_the_parent_and_leaves_the_child(setup: Setup) -> 
 
 def test_lease_exhaustion__wakes_the_parent(setup: Setup) -> None:
     parent, child = setup.parent_and_child("stuck", child_status="running")
-    deadline = time.monotonic() + 15
-    while httpx.get(f"{setup.app_url}/counts").json().get(child, 0) < 1:
-        assert time.monotonic() < deadline, "the child's step never started"
-        time.sleep(0.05)
+    eventually(lambda: httpx.get(f"{setup.app_url}/counts").json().get(child, 0) >= 1,
+               what="the child's step to start")
     setup.engine.kill()  # mid-call: the child's lease is never renewed again
     setup.engine.start()
     run = setup.parent_resumed(parent, child, "lease_exhausted")

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support.poll import eventually
 
 
 def free_port() -> int:
@@ -49,17 +50,22 @@ class EngineProcess:
                **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"engine exited with {self.proc.returncode}:\n{self.logs()}")
+        proc = self.proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {proc.returncode}:\n{self.logs()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return self
+                return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"engine did not become ready in {timeout}s:\n{self.logs()}")
+                return False
+
+        try:
+            eventually(ready, timeout=timeout, what="the engine")
+        except AssertionError:
+            raise RuntimeError(f"engine did not become ready in {timeout}s:\n"
+                               f"{self.logs()}") from None
+        return self
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() \

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.support.engine import free_port
+from tests.support.poll import eventually
 
 
 @dataclass
@@ -69,9 +70,8 @@ class Target:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: self._server.started, timeout=10, interval=0.02,
+                   what="the target server")
         return self
 
     def stop(self) -> None:
@@ -79,10 +79,4 @@ class Target:
         self._thread.join(timeout=5)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError("condition not met in time")
+        return eventually(lambda: predicate() or None, timeout=timeout, what="the target")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from offload.engine.cron_service import CronService
     from offload.engine.executor import Executor
     from offload.engine.triggers import Triggers
-    from offload.outbound.http import OutboundClient
+    from offload.outbound.http import OutboundClient, Transport
 
 log = logging.getLogger("offload.engine")
 
@@ -29,7 +29,8 @@ log = logging.getLogger("offload.engine")
 class Engine:
     """One engine process: a store, a scheduler and the handlers of each kind of work."""
 
-    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 transport: Transport | None = None) -> None:
         self.settings = ensure_webhook_secret(settings)
         self.store = store or open_store(self.settings.resolved_database_url(),
                                          durable=not self.settings.dev)
@@ -41,6 +42,8 @@ class Engine:
         self.runs = RunLifecycle(self.store)
         """The run lifecycle: the only code that ends runs; wakes ``/wait`` callers."""
         self.client: OutboundClient | None = None
+        self._transport = transport
+        """Replaces the network for outbound calls (tests drive the engine in-process)."""
         self.started = False
         self._services: list[object] = []
         self.executor: Executor | None = None
@@ -73,7 +76,8 @@ class Engine:
         faults.arm(s.test_crash_at)
         policy = AddressPolicy(allow_loopback=s.dev, allow_private=s.allow_private,
                                allow_list=s.outbound_allow)
-        self.client = build_client(policy=policy, timeout_s=s.call_timeout_s)
+        self.client = build_client(policy=policy, timeout_s=s.call_timeout_s,
+                                   transport=self._transport)
         self.apps = AppSync(self.store, self.client, s)
         """App sync and resync (API, dashboard, CLI through the API)."""
         assert s.webhook_secret is not None

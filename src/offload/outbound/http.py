@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -28,7 +29,7 @@ from yarl import URL
 from offload.errors import AddressRefusedError, OutboundError
 from offload.outbound.ssrf import AddressPolicy, GuardedResolver, parse_ip
 
-__all__ = ["OutboundClient", "OutboundResponse", "build_client", "send"]
+__all__ = ["OutboundClient", "OutboundResponse", "Transport", "build_client", "send"]
 
 _SAME_METHOD_REDIRECTS = frozenset({307, 308})
 _SAFE_ONLY_REDIRECTS = frozenset({301, 302, 303})
@@ -51,6 +52,17 @@ class OutboundResponse:
     redirects: int
 
 
+class Transport(Protocol):
+    """Answers requests without the network: the seam tests plug an in-process app into
+    (``build_client(transport=...)``). :func:`send` still applies its time limit and
+    size cap; redirects and the SSRF guard are the network's business and are skipped."""
+
+    async def __call__(self, method: str, url: str, *, headers: Mapping[str, str],
+                       content: bytes | None) -> OutboundResponse:
+        """The response to one request."""
+        ...
+
+
 class OutboundClient:
     """The shared outbound client: keep-alive HTTP/1.1, guarded DNS, no redirects,
     no proxies, no cookies, no environment settings.
@@ -68,8 +80,11 @@ class OutboundClient:
         max_connections: int,
         user_agent: str,
         verify: ssl.SSLContext | bool = True,
+        transport: Transport | None = None,
     ) -> None:
         self.policy = policy
+        self.transport = transport
+        """Set in tests: requests go to it instead of the network."""
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
@@ -130,14 +145,17 @@ def build_client(
     connect_timeout_s: float = 5.0,
     max_connections: int = 256,
     user_agent: str = "offload",
+    transport: Transport | None = None,
 ) -> OutboundClient:
     """Build the shared client: keep-alive, HTTP/1.1, no redirects, no env proxies.
 
-    Close it with ``await client.aclose()`` at shutdown.
+    Close it with ``await client.aclose()`` at shutdown. ``transport`` replaces the
+    network (tests).
     """
     return OutboundClient(policy=policy, timeout_s=timeout_s,
                           connect_timeout_s=connect_timeout_s,
-                          max_connections=max_connections, user_agent=user_agent)
+                          max_connections=max_connections, user_agent=user_agent,
+                          transport=transport)
 
 
 def _safe_url(url: URL) -> str:
@@ -240,6 +258,10 @@ async def send(
         raise OutboundError("invalid URL") from None
     first_origin = _origin(current)
     where = f"{method} {_safe_url(current)}"
+    if client.transport is not None:
+        return await _send_to(client.transport, method, url, headers=headers,
+                              content=content, timeout_s=timeout_s,
+                              max_response_bytes=max_response_bytes, where=where)
     session = client.session()
     redirects = 0
     try:
@@ -291,3 +313,19 @@ async def send(
         raise
     except aiohttp.ClientError as err:
         raise _network_error(where, err) from None
+
+
+async def _send_to(transport: Transport, method: str, url: str, *,
+                   headers: Mapping[str, str], content: bytes | None, timeout_s: float,
+                   max_response_bytes: int, where: str) -> OutboundResponse:
+    """:func:`send` through a :class:`Transport`, with the same limits."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            response = await transport(method, url, headers=headers, content=content)
+    except TimeoutError:
+        raise OutboundError(f"{where}: timed out after {timeout_s:g}s") from None
+    truncated = len(response.body) > max_response_bytes
+    return OutboundResponse(
+        status=response.status, headers={k.lower(): v for k, v in response.headers.items()},
+        body=response.body[:max_response_bytes], truncated=truncated,
+        elapsed_ms=response.elapsed_ms, redirects=0)

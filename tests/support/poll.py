@@ -1,0 +1,26 @@
+"""Waiting for something another process does: the suite's one polling loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
+               interval: float = 0.05, what: str = "the condition") -> T:
+    """Call ``probe`` until it returns something other than None (or False); that value.
+
+    Fails with ``what`` in the message once ``timeout`` seconds have passed. Exceptions
+    from ``probe`` propagate (catch the expected ones inside it).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
