@@ -741,9 +741,13 @@ async def apps(request: Request) -> Response:
         return gate
     store = request.app.state.engine.store
     views = []
+    from offload.engine.pause import pauses, with_pause  # paused functions are marked
+
+    paused = await pauses(store, "function")
     for app in await store.app_list():
         functions = await store.function_list(app_id=app.id)
-        views.append({**app_json(app), "functions": [_function_view(f) for f in functions]})
+        views.append({**app_json(app), "functions": [with_pause(_function_view(f), paused)
+                                                     for f in functions]})
     return _render(request, "apps.html", {"nav": "apps", "apps": views,
                                           "can_resync": True})
 
