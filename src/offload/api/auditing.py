@@ -100,6 +100,8 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", f"/queues/{_ID}/pause", "queue.pause", "queue"),
     _r("POST", f"/queues/{_ID}/resume", "queue.resume", "queue"),
     _r("POST", f"/webhooks/{_ID}/test", "webhook.test", "webhook"),
+    _r("POST", f"/functions/{_ID}/invoke", "function.invoke", "function",
+       related="location"),
 )
 _PREFIXES = ("/v1/", "/fn/register", "/login", "/logout", "/runs/", "/bulk/", "/apps/",
              "/functions/", "/queues/", "/webhooks/")
