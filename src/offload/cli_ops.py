@@ -330,16 +330,19 @@ def list_runs(status: str | None, function_id: str | None, name: str | None, lim
         return
     from rich.table import Table
 
+    console = _console()
+    wide = console.width >= 110  # narrow terminals: the error column goes first
     table = Table(box=None, header_style="bold")
     table.add_column("run", no_wrap=True, min_width=26)
-    table.add_column("status", no_wrap=True)
-    table.add_column("what", overflow="fold")
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("what", overflow="fold", min_width=20)
+    table.add_column("created (UTC)", no_wrap=True, min_width=19)
+    if wide:
+        table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=50)
     for run in page["data"]:
-        table.add_row(run["id"], _status(run["status"]), what(run), _when(run["created_at"]),
-                      _error_line(run.get("error"))[:80])
-    _console().print(table)
+        cells = [run["id"], _status(run["status"]), what(run), _when(run["created_at"])]
+        table.add_row(*cells, *([_error_line(run.get("error"))[:80]] if wide else []))
+    console.print(table)
 
 
 @click.group(invoke_without_command=True)
