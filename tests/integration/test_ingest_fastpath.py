@@ -69,6 +69,8 @@ CASES: list[tuple[str, str, dict[str, str], bytes]] = [
     ("wrong-key", "/v1/tasks", {"Authorization": "Bearer ofk_admin_wrong", **JSON},
      orjson.dumps(_task())),
     ("too-large", "/v1/tasks", {**AUTH, **JSON}, orjson.dumps(_task(body="x" * 30000))),
+    ("cookie", "/v1/tasks", {**AUTH, **JSON, "Cookie": "offload_session=not-a-session"},
+     orjson.dumps(_task())),
     ("batch", "/v1/tasks/batch", {**AUTH, **JSON},
      orjson.dumps({"tasks": [_task(), _task(body="two")]})),
     ("batch-bad-task", "/v1/tasks/batch", {**AUTH, **JSON},

@@ -4,11 +4,12 @@
 FastAPI's middleware layers, route matching and exit stacks cost more CPU per request
 than validating and storing a task (bench/RESULTS.md). :class:`IngestFastPath` sits
 outermost and takes only requests the full app would accept the same way: a JSON
-content type, a body within the limit, no query string, a body that validates, and a
-key with the ``ingest`` scope. It then runs the very handlers the FastAPI routes use
-(:mod:`offload.api.v1.tasks`) and answers with the same bytes. Anything else — a bad
-body, a missing or wrong key, another route — is replayed, body and all, into the full
-app, so every error answer and the OpenAPI document are produced exactly as before.
+content type, a body within the limit, no query string and no cookie, a body that
+validates, and a key with the ``ingest`` scope. It then runs the very handlers the
+FastAPI routes use (:mod:`offload.api.v1.tasks`) and answers with the same bytes.
+Anything else — a bad body, a missing or wrong key, another route — is replayed, body
+and all, into the full app, so every error answer and the OpenAPI document are produced
+exactly as before.
 ``/e/{event_key}`` has no body model: its handler (:func:`offload.api.sdk.send_events`)
 is called as the route would call it, with the body already read within the limit.
 ``/w/{webhook_id}`` (provider webhooks, any content type) is taken the same way: its
@@ -77,6 +78,9 @@ class IngestFastPath:
                     declared = -1
             elif name == b"content-type":
                 json_type = tasks.is_json(value.decode("latin-1"))
+            elif name == b"cookie":  # a dashboard session: its checks run in the full app
+                declared = -1
+                break
         if event_key is not None or webhook_id is not None:
             json_type = True  # the SDK route reads any body as JSON; webhooks take any
         if not json_type or declared <= 0 or declared > self.limit:
