@@ -146,6 +146,8 @@ def test_alert_api_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
             ({**good, "extra": 1}, "body.extra"),
             ({**good, "kind": "cron_missed", "threshold": 60}, "body"),
             ({k: v for k, v in good.items() if k != "url"}, "body.url"),
+            ({**good, "url": "http://10.1.2.3/hook"}, "body.url"),  # the SSRF guard
+            ({**good, "url": "http://169.254.169.254/latest"}, "body.url"),
         ]
         for body, field in cases:
             r = api.post("/v1/alerts", json=body)

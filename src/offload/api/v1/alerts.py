@@ -23,7 +23,7 @@ from offload.engine.alerts import (
     to_stored,
 )
 from offload.engine.pause import ops_store
-from offload.errors import ConflictError, NotFoundError
+from offload.errors import AddressRefusedError, ConflictError, NotFoundError, ValidationError
 from offload.ids import new_id
 from offload.store.ops import AlertEvent
 
@@ -60,6 +60,17 @@ async def _one(request: Request, rule_id: str) -> dict[str, Any]:
     raise NotFoundError(f"no alert rule with id {rule_id[:80]!r}")
 
 
+def _guard_url(request: Request, url: str) -> None:
+    """Refuse now (422) a URL the SSRF guard would refuse when the notification is sent."""
+    policy = getattr(request.app.state.engine.client, "policy", None)
+    if policy is None:
+        return
+    try:
+        policy.check_url(url)
+    except AddressRefusedError as exc:
+        raise ValidationError("body.url", str(exc), "address_refused") from None
+
+
 def _name_free(request: Request, name: str) -> None:
     if any(r.name == name for r in _declared(request)):
         raise ConflictError(f"an alert rule named {name!r} is declared in settings")
@@ -74,6 +85,7 @@ async def list_alerts(request: Request) -> dict[str, Any]:
 @router.post("", status_code=201)
 async def create_alert(body: AlertRuleIn, request: Request) -> dict[str, Any]:
     """Create a rule; it is evaluated within ``OFFLOAD_ALERT_EVERY_S`` seconds."""
+    _guard_url(request, body.url)
     _name_free(request, body.name)
     at = now()
     rule_id = new_id()
@@ -112,6 +124,7 @@ async def replace_alert(rule_id: _RuleId, body: AlertRuleIn, request: Request
     existing = await store.alert_rule_get(rule_id=rule_id)
     if existing is None:
         raise NotFoundError(f"no alert rule with id {rule_id[:80]!r}")
+    _guard_url(request, body.url)
     _name_free(request, body.name)
     if not await store.alert_rule_put(
             to_stored(rule_id, body, stored_rule(existing).created_at or now(), now()),
