@@ -70,6 +70,11 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached; callers answer 503 with Retry-After."""
 
 
+class StoreFullError(StoreUnavailableError):
+    """The database's disk is full: nothing was written; writes work again once space
+    is freed (callers answer 503 saying so)."""
+
+
 class LeaseLostError(StoreError):
     """A fenced write was refused because the lease token no longer matches."""
 

@@ -23,6 +23,7 @@ from offload.errors import (
     ForbiddenError,
     NotFoundError,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
     ValidationError,
 )
@@ -141,6 +142,13 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return problem(403, "forbidden", str(exc))
 
 
+async def _full(request: Request, exc: Exception) -> Response:
+    return problem(503, "store_full",
+                   "The database's disk is full; nothing was written. The engine recovers "
+                   "by itself once disk space is freed. Retry later.",
+                   headers={"Retry-After": "5"})
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     return problem(503, "store_unavailable",
                    "The database is unavailable; nothing was written. Retry later.",
@@ -156,5 +164,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(AuthError, _auth)
+    app.add_exception_handler(StoreFullError, _full)
     app.add_exception_handler(StoreUnavailableError, _unavailable)
     app.add_exception_handler(StoreError, _unavailable)

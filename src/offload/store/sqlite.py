@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from offload.clock import now_ms
-from offload.errors import StoreError, StoreUnavailableError
+from offload.errors import StoreError, StoreFullError, StoreUnavailableError
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
 from offload.store.sql import SqlStore
@@ -136,7 +136,7 @@ class SqliteStore(SqlStore):
         try:
             return fn(_SqliteTx(conn))
         except sqlite3.Error as exc:
-            raise StoreError(f"sqlite read failed: {exc}") from exc
+            raise _wrap(exc) from exc
 
     def _claim_sql(self, kinds: int) -> str:
         kind_clause = f"AND kind IN ({', '.join('?' * kinds)})" if kinds else ""
@@ -207,7 +207,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            failure = StoreUnavailableError(f"sqlite commit failed: {exc}")
+            failure = _full(exc) or StoreUnavailableError(f"sqlite commit failed: {exc}")
             outcomes = [(None, failure) for _ in batch]
             notify = False
         # One hand-off per event loop (not one per job): each call_soon_threadsafe
@@ -234,9 +234,20 @@ def _settle_all(settlements: list[_Settlement], then: Callable[[], None] | None)
         then()
 
 
+_SQLITE_FULL = 13
+
+
+def _full(exc: BaseException) -> StoreFullError | None:
+    """A clear error for SQLITE_FULL (the disk or the file system's quota is full)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (isinstance(code, int) and code & 0xFF == _SQLITE_FULL) or "disk is full" in str(exc):
+        return StoreFullError(f"the database's disk is full (sqlite: {exc})")
+    return None
+
+
 def _wrap(exc: BaseException) -> BaseException:
     if isinstance(exc, sqlite3.Error):
-        return StoreError(f"sqlite: {exc}")
+        return _full(exc) or StoreError(f"sqlite: {exc}")
     return exc
 
 
