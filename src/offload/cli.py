@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from offload import __version__, cli_admin, cli_ops
+from offload import __version__, cli_admin, cli_inbound, cli_ops
 from offload.config import Settings, from_env
 from offload.errors import ConfigError, OffloadError
 
@@ -258,7 +258,8 @@ def _client() -> Any:
     return Client(url, api_key=os.environ.get("OFFLOAD_API_KEY"))
 
 
-for _group in (cli_ops.tasks, cli_ops.events, cli_ops.runs, cli_ops.apps):
+for _group in (cli_ops.tasks, cli_ops.events, cli_ops.runs, cli_ops.apps,
+               cli_inbound.secrets, cli_inbound.webhooks):
     main.add_command(_group)
 for _command in cli_admin.COMMANDS:  # pause, resume, queues, audit, alerts
     main.add_command(_command)
