@@ -83,7 +83,7 @@ class Engine:
         assert s.webhook_secret is not None
         self.http_tasks = HttpTasks(self.store, self.client, webhook_secret=s.webhook_secret,
                                     max_response_bytes=s.max_response_bytes,
-                                    on_finished=self.runs.ended, vault=self.vault)
+                                    runs=self.runs, vault=self.vault)
         from offload.engine.bulk import BulkJobs
 
         self.bulk = BulkJobs(self.store, runs=self.runs)

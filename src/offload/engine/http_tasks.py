@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from offload.engine.attempts import (
     next_retry_delay,
     parse_retry_after,
 )
+from offload.engine.runs import RunLifecycle
 from offload.errors import ConfigError, OutboundError
 from offload.logging import log_run
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
@@ -145,7 +145,7 @@ class HttpTasks:
     """Runs HTTP-task attempts and callback deliveries."""
 
     def __init__(self, store: Store, client: OutboundClient, *, webhook_secret: str,
-                 max_response_bytes: int, on_finished: Callable[[str], None],
+                 max_response_bytes: int, runs: RunLifecycle,
                  vault: Vault | None = None) -> None:
         self.store = store
         self.vault = vault
@@ -153,7 +153,8 @@ class HttpTasks:
         self.client = client
         self.webhook_secret = webhook_secret
         self.max_response_bytes = max_response_bytes
-        self.on_finished = on_finished
+        self.lifecycle = runs
+        """The run lifecycle: counts ended runs and wakes their waiters."""
         self.runs = RunReader(store)
         """Batched run reads for claimed RUN items (see ``Engine._run_item``)."""
 
@@ -260,8 +261,8 @@ class HttpTasks:
         log_run(run.id, run.function_id, (patch.status or run.status).value, attempt=attempt_no,
                 correlation_id=run.correlation_id, step="request", error=result.error,
                 queue=item.queue)
-        if finished:
-            self.on_finished(run.id)
+        if finished and patch.status is not None:
+            self.lifecycle.ended(run.id, patch.status, kind="task")
 
     async def deliver_callback(self, item: QueueItem) -> None:
         """POST a finished task's outcome to its callback URL, retrying on failure."""
