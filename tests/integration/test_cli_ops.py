@@ -188,9 +188,10 @@ def test_wrong_key__one_line(tmp_path: Path) -> None:
 
 # -- apps: sync, and dev -u re-syncing a restarted app ------------------------------------------
 
-def _start_app(port: int, engine_url: str, log: Path) -> subprocess.Popen[bytes]:
+def _start_app(port: int, engine_url: str, log: Path,
+               app_id: str = "pyapp") -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
-    env["INNGEST_DEV"] = engine_url
+    env.update(INNGEST_DEV=engine_url, APP_ID=app_id)
     handle = log.open("ab")
     proc = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--framework", "fastapi",
                              "--port", str(port)], env=env, stdout=handle,
@@ -241,9 +242,9 @@ def test_apps_sync(engine: EngineProcess, tmp_path: Path) -> None:
     assert down.stderr.strip().count("\n") == 0
 
 
-def _synced_at(engine_url: str) -> str | None:
+def _synced_at(engine_url: str, app_id: str = "pyapp") -> str | None:
     for app in httpx.get(f"{engine_url}/v1/apps", timeout=5).json()["data"]:
-        if app["id"] == "pyapp":
+        if app["id"] == app_id and app["synced_at"]:
             return str(app["synced_at"])
     return None
 
@@ -259,13 +260,18 @@ def _until(predicate: Any, timeout: float = 30) -> Any:
 
 
 def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> None:
-    app_port = free_port()
+    app_port, late_port = free_port(), free_port()
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"
-    dev = EngineProcess(tmp_path / "dev", args=["-u", app_url, "-u", app_url])
+    late_url = f"http://127.0.0.1:{late_port}/api/inngest"
+    dev = EngineProcess(tmp_path / "dev", args=["-u", app_url, "-u", app_url, "-u", late_url])
     app = _start_app(app_port, dev.url, tmp_path / "app.log")  # the app is up first
+    late: subprocess.Popen[bytes] | None = None
     try:
         dev.start()
         first = _until(lambda: _synced_at(dev.url))
+        # An app that was down when the engine started is synced once it comes up.
+        late = _start_app(late_port, dev.url, tmp_path / "late.log", app_id="lateapp")
+        _until(lambda: _synced_at(dev.url, "lateapp"))
         r = httpx.post(f"{dev.url}/v1/events", json={"name": "t/two", "data": {"value": 1}})
         assert r.status_code == 202
 
@@ -285,6 +291,8 @@ def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> Non
         assert done["status"] == "completed" and done["output"]["b"] == {"got": 7}
     finally:
         _stop(app)
+        if late is not None:
+            _stop(late)
         dev.kill()
 
 
