@@ -38,7 +38,7 @@ from offload.store import open_store
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 FN_ID = "crash-fanout-fn"
 EVENT = "crash.fanout"

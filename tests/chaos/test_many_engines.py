@@ -45,9 +45,9 @@ from tests.support.engine import EngineProcess, free_port
 from tests.support.proxy import ChaosProxy
 from tests.support.target import Target
 
-pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
-
 FULL = os.environ.get("OFFLOAD_CHAOS_FULL") == "1"
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres,
+              pytest.mark.timeout(1800 if FULL else 420)]
 KILLS = 20 if FULL else 3
 OUTAGES = 2 if FULL else 1
 PAUSE_S = 3.0 if FULL else 2.0
