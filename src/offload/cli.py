@@ -261,6 +261,7 @@ def _client() -> Any:
 for _group in (cli_ops.tasks, cli_ops.events, cli_ops.runs, cli_ops.apps,
                cli_inbound.secrets, cli_inbound.webhooks):
     main.add_command(_group)
+main.add_command(cli_ops.engines)
 for _command in cli_admin.COMMANDS:  # pause, resume, queues, audit, alerts
     main.add_command(_command)
 

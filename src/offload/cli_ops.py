@@ -495,3 +495,27 @@ def apps_list(as_json: bool) -> None:
     for app in page.get("data", []):
         state = "error: " + str(app["sync_error"]) if app.get("sync_error") else "synced"
         click.echo(f"{app['id']}  {app['url']}  {state}")
+
+
+# -- engines -----------------------------------------------------------------------------------
+
+@click.command("engines")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def engines(as_json: bool) -> None:
+    """Engine processes sharing the database: alive or missing, pid, leases held."""
+    with api() as client:
+        page = client.call("GET", "/v1/engines")
+    if as_json:
+        _print_json(page)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("engine", "state", "host", "pid", "version", "started (UTC)", "leases",
+                   "last heartbeat (UTC)"):
+        table.add_column(column, no_wrap=column != "engine", overflow="fold")
+    for e in page["data"]:
+        state = "[green]alive[/]" if e["alive"] else "[red]missing[/]"
+        table.add_row(e["id"], state, e["host"], str(e["pid"]), e["version"],
+                      _when(e["started_at"]), str(e["leases"]), _when(e["heartbeat_at"]))
+    _console().print(table)

@@ -315,3 +315,13 @@ def test_replay_by_filter__skips_runs_already_replayed(engine: EngineProcess,
     forced = offload("replay", "--status", "failed", "--queue", queue, "--include-replayed",
                      url=engine.url)
     assert "completed: 1 of 1 runs replayed" in forced.stdout
+
+
+def test_engines__lists_this_engine_alive(engine: EngineProcess) -> None:
+    assert engine.proc is not None
+    listed = offload("engines", "--json", url=engine.url)
+    assert listed.returncode == 0, listed.stderr
+    rows = [e for e in json.loads(listed.stdout)["data"] if e["pid"] == engine.proc.pid]
+    assert len(rows) == 1 and rows[0]["alive"] is True and rows[0]["version"]
+    table = offload("engines", url=engine.url)
+    assert str(engine.proc.pid) in table.stdout and "alive" in table.stdout

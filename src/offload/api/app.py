@@ -14,7 +14,17 @@ from offload.api.auth import Authenticator
 from offload.api.fastpath import IngestFastPath
 from offload.api.identifiers import reject_control_characters
 from offload.api.limits import BodyLimit
-from offload.api.v1 import apps, bulk, events, functions, runs, secrets, tasks, webhooks
+from offload.api.v1 import (
+    apps,
+    bulk,
+    engines,
+    events,
+    functions,
+    runs,
+    secrets,
+    tasks,
+    webhooks,
+)
 from offload.config import Settings
 from offload.dashboard import pages as dashboard_pages
 from offload.dashboard import routes as dashboard
@@ -24,7 +34,7 @@ from offload.engine import Engine
 # Order matters where paths overlap: /v1/runs/bulk before /v1/runs/{id}.
 _ROUTERS = (health.router, sdk.router, tasks.router, bulk.router, runs.router, events.router,
             apps.router, functions.router, webhooks.router, webhooks.receive_router,
-            secrets.router, metrics.router, dashboard_pages.router,
+            secrets.router, engines.router, metrics.router, dashboard_pages.router,
             dashboard.router)
 
 
