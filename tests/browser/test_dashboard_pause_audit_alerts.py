@@ -182,3 +182,18 @@ def test_alerts_page_shows_a_firing_rule_and_its_notification(page: Any,
     event.locator("a").click()
     page.wait_for_url(re.compile(r"/runs/[0-9A-Z]{26}$"))
     assert "offload.alerts" in page.locator("body").inner_text()
+
+
+def test_http_tasks_page_pauses_every_task(page: Any, engine: EngineProcess,
+                                           api: httpx.Client, target: Target) -> None:
+    page.goto(f"{engine.url}/functions/http")
+    page.click("#pause-toggle")
+    page.wait_for_url(re.compile(r"/functions/http$"))
+    assert page.locator("#paused").count() == 1
+    run_id = _task(api, f"{target.url}/held-http", queue="any-queue")
+    time.sleep(1.5)
+    assert _status(api, run_id) == "queued"
+    page.click("#pause-toggle")
+    page.wait_for_url(re.compile(r"/functions/http$"))
+    assert page.locator("#paused").count() == 0
+    _until(lambda: _status(api, run_id) == "completed")

@@ -30,7 +30,7 @@ from offload.dashboard.routes import (
 )
 from offload.engine.pause import function_pause
 from offload.errors import ValidationError
-from offload.models import HTTP_FUNCTION_ID, Function
+from offload.models import HTTP_FUNCTION_ID
 from offload.protocol.messages import FUNCTION_INVOKED_EVENT
 from offload.store.base import Change, RunFilter
 
@@ -42,9 +42,9 @@ INVOKE_WAIT_S = 5.0
 """How long the Invoke form waits for the run to appear before showing the event."""
 
 
-async def _paused(engine: Any, fn: Function) -> dict[str, Any] | None:
+async def _paused(engine: Any, function_id: str) -> dict[str, Any] | None:
     """The function's pause (``since``, ``by``), or None when it is not paused."""
-    pause = await function_pause(engine.store, fn.id)
+    pause = await function_pause(engine.store, function_id)
     return None if pause is None else {"since": pause.paused_at, "by": pause.paused_by}
 
 
@@ -67,7 +67,7 @@ async def _function_page(request: Request, function_id: str, *, invoke_error: st
     return _render(request, "function.html", {
         "nav": "apps", "function_id": function_id,
         "fn": _function_view(fn) if fn is not None else None,
-        "app": app, "paused": await _paused(engine, fn) if fn is not None else None,
+        "app": app, "paused": await _paused(engine, function_id),
         "stats": stats, "runs": [_run_row(r, at) for r in page.data],
         "more_runs": page.next_cursor is not None,
         "invoke_error": invoke_error, "invoke_data": invoke_data}, status_code=status_code)
