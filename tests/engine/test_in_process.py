@@ -52,7 +52,23 @@ async def eng(tmp_path: Path) -> AsyncIterator[InProcessEngine]:
             ctx.sleep("nap", "1h")
             return "child done"
 
-        await e.sync(app.config("app-steps", triggers=[{"event": "t/steps"}]),
+        @app.function("app-single")
+        def single(ctx: FakeCtx) -> Any:
+            ctx.sleep("nap", "1h")
+            return "single done"
+
+        @app.function("app-single-parent")
+        def single_parent(ctx: FakeCtx) -> Any:
+            try:
+                return {"result": ctx.invoke("call", "app-single", {})}
+            except StepError as err:
+                return {"error": err.name}
+
+        await e.sync(app.config("app-single", triggers=[{"event": "t/single"}], retries=0,
+                                singleton={"key": "'one'", "mode": "cancel"}),
+                     app.config("app-single-parent", triggers=[{"event": "t/single-parent"}],
+                                retries=0),
+                     app.config("app-steps", triggers=[{"event": "t/steps"}]),
                      app.config("app-parent", triggers=[{"event": "t/parent"}], retries=0),
                      app.config("app-child", retries=0,
                                 timeouts={"finish": "10m"}))
@@ -157,3 +173,14 @@ async def test_lease_exhaustion__fails_the_child_and_resumes_the_parent(
     child = await eng.run(child_id)
     assert child.status is RunStatus.FAILED and child.error["name"] == "lease_exhausted"
     await _parent_resumed(eng, parent_id, "lease_exhausted")
+
+
+async def test_singleton_replacement__a_waiting_invoke_parent_resumes(
+        eng: InProcessEngine) -> None:
+    parent_id = await _start(eng, "t/single-parent")
+    child_id = await _child_of(eng, parent_id)
+    newer = await _start(eng, "t/single")  # cancel mode: the invoked child is replaced
+    assert newer != child_id
+    child = await eng.run(child_id)
+    assert child.status is RunStatus.CANCELLED, child
+    await _parent_resumed(eng, parent_id, child.error["name"])

@@ -170,7 +170,7 @@ class Executor:
             outcome = await self._plan(fn, full, events, item, call)
             outcome.change.fence = fence
             try:
-                await self.store.apply(outcome.change)
+                result = await self.store.apply(outcome.change)
             except StaleRunError:
                 fresh = await self.store.run_get(run_id=run.id, with_steps=True)
                 if fresh is None or fresh.status.terminal:
@@ -180,6 +180,8 @@ class Executor:
                 continue
             self._log(full, outcome)
             self._record(call, outcome)
+            if result.cancelled:  # an invoked singleton replaced an unfinished run
+                await self.runs.announce_cancelled(result.cancelled, "singleton")
             if outcome.finished:
                 patch = outcome.change.run_patches[0]
                 self.runs.ended(run.id, patch.status)
