@@ -251,6 +251,14 @@ def test_failed_view__a_replayed_failure_leaves_the_list(page: Any, engine: Engi
     page.goto(f"{engine.url}/runs/{original}")
     assert page.locator("#replayed-as").inner_text() == replay
 
+    page.goto(f"{engine.url}/failed")
+    page.evaluate("window.confirm = (m) => { window.lastConfirm = m; return false; }")
+    page.click("#bulk-replay")
+    count = page.locator("#bulk-count").inner_text()
+    runs = "run" if count == "1" else "runs"
+    assert page.evaluate("window.lastConfirm") == \
+        f"Replay {count} {runs} matching every failed run not yet replayed, not just this page?"
+
 
 def test_bulk_actions__confirm_with_the_count(page: Any, engine: EngineProcess,
                                               api: httpx.Client, target: Target) -> None:
