@@ -435,3 +435,19 @@ def test_run_page__the_engine_restart_a_run_lived_through(page: Any, tmp_path: P
         _shot(page, "run-restarted")
     finally:
         second.kill()
+
+
+def test_new_pages__need_a_login_outside_dev(tmp_path: Path) -> None:
+    key = "ofk_admin_dash-ops-login-0123456789abcdef"
+    with EngineProcess(tmp_path, mode="serve", env={"OFFLOAD_API_KEYS": key}) as served:
+        for path in ("/engines", "/functions/x", "/events", "/failed"):
+            r = httpx.get(f"{served.url}{path}", follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+        for path in ("/events/send", "/functions/x/invoke", "/runs/bulk"):
+            r = httpx.post(f"{served.url}{path}", data={"name": "x", "action": "cancel"})
+            assert r.status_code == 403, path
+        assert httpx.get(f"{served.url}/v1/engines").status_code == 401
+        listed = httpx.get(f"{served.url}/v1/engines",
+                           headers={"Authorization": f"Bearer {key}"}).json()["data"]
+        assert len(listed) == 1 and listed[0]["alive"]
+        assert httpx.get(f"{served.url}/docs").status_code == 200
