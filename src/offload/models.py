@@ -244,6 +244,7 @@ class BulkJob:
         """True until every page is done or the job was stopped."""
         return self.status == "running"
 
+
 @dataclass(frozen=True, slots=True)
 class EngineInfo:
     """An engine process as it announced itself, with its last heartbeat."""

@@ -326,11 +326,11 @@ class RunFilter:
     search: str | None = None
     event_name: str | None = None
     """Runs started by an event of this name."""
-    correlation_id: str | None = None
     name: str | None = None
     """HTTP tasks with this ``name``."""
     unreplayed: bool = False
     """Only runs that no run replays (the failed view drains as runs are replayed)."""
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

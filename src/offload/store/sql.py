@@ -52,6 +52,7 @@ from offload.store.base import (
 )
 from offload.store.dashboard_queries import DashboardQueries, record_restarts
 from offload.store.engines import EngineQueries
+from offload.store.next_attempts import NextAttemptQueries
 from offload.store.rows import (
     APP_COLS,
     BULK_COLS,
@@ -78,7 +79,6 @@ from offload.store.rows import (
     row_step,
     row_wait,
 )
-from offload.store.next_attempts import NextAttemptQueries
 from offload.store.sessions import SessionQueries
 from offload.store.webhooks import WebhookQueries
 

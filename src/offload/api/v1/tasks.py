@@ -316,8 +316,8 @@ class TaskIn(BaseModel):
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + IDEMPOTENCY_WINDOW)
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                     input=self.spec(), queue=self.queue, idempotency=idem,
-                     correlation_id=self.correlation_id, name=self.name,
+                     input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
+                     correlation_id=self.correlation_id,
                      items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
         if not self._has_flow():
             # No flow control and no timeouts: flow.for_task would give settings that
