@@ -98,7 +98,10 @@ def sync_calls(client: Client, n: int) -> list[float]:
 
 
 async def latency(url: str, key: str, raw: Raw, rounds: int, calls: int) -> dict[str, Any]:
+    """Sequential calls; wall p50s, and this process's CPU per call (``process_time``),
+    which a loaded machine disturbs far less than wall time."""
     lat: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+    cpu: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
     per_round: dict[str, list[float]] = {"async": [], "sync": []}
     async with AsyncClient(url, api_key=key) as aclient:
         with Client(url, api_key=key) as sclient:
@@ -106,19 +109,28 @@ async def latency(url: str, key: str, raw: Raw, rounds: int, calls: int) -> dict
             await async_calls(aclient, 50)
             sync_calls(sclient, 50)
             for _ in range(rounds):
+                c0 = time.process_time()
                 r = await raw_calls(raw, calls)
+                c1 = time.process_time()
                 a = await async_calls(aclient, calls)
+                c2 = time.process_time()
                 s = sync_calls(sclient, calls)  # blocks the loop: nothing else runs
+                c3 = time.process_time()
+                for name, spent in (("raw", c1 - c0), ("async", c2 - c1), ("sync", c3 - c2)):
+                    cpu[name].append(spent * 1000 / calls)
                 lat["raw"] += r
                 lat["async"] += a
                 lat["sync"] += s
                 per_round["async"].append(pct(a, 50) - pct(r, 50))
                 per_round["sync"].append(pct(s, 50) - pct(r, 50))
-    out: dict[str, Any] = {k: {"p50": pct(v, 50), "p99": pct(v, 99)} for k, v in lat.items()}
+    out: dict[str, Any] = {k: {"p50": pct(v, 50), "p99": pct(v, 99),
+                               "cpu_ms_per_call": statistics.median(cpu[k])}
+                           for k, v in lat.items()}
     for k, v in per_round.items():
         out[k]["overhead_p50"] = statistics.median(v)
         out[k]["overhead_range"] = [min(v), max(v)]
         out[k]["ratio_p50"] = out[k]["p50"] / out["raw"]["p50"]
+        out[k]["cpu_overhead_ms"] = out[k]["cpu_ms_per_call"] - out["raw"]["cpu_ms_per_call"]
     return out
 
 

@@ -67,6 +67,8 @@ TARGETS: list[tuple[str, str, str, float | None, str]] = [
     ("client_raw_p50", "serve: raw request p50 (sequential)", "ms", None, "le"),
     ("client_async_overhead", "AsyncClient.create_task p50 − raw p50", "ms", 0.3, "le"),
     ("client_sync_overhead", "Client.create_task p50 − raw p50", "ms", 0.3, "le"),
+    ("client_async_cpu", "AsyncClient client CPU per call − raw's", "ms", None, "le"),
+    ("client_sync_cpu", "Client client CPU per call − raw's", "ms", None, "le"),
     ("client_raw_rate", "serve: raw requests, 1 process, 32 at once", "tasks/s", None, "ge"),
     ("client_async_rate", "AsyncClient one call each, 1 process, 32 at once", "tasks/s",
      5000, "ge"),
@@ -573,6 +575,8 @@ async def bench_store(store: str, cfg: Config, scratch: Path, logs: Path, target
         r["client_raw_p50"] = lat["raw"]["p50"]
         r["client_async_overhead"] = lat["async"]["overhead_p50"]
         r["client_sync_overhead"] = lat["sync"]["overhead_p50"]
+        r["client_async_cpu"] = lat["async"].get("cpu_overhead_ms")
+        r["client_sync_cpu"] = lat["sync"].get("cpu_overhead_ms")
         r["client_raw_rate"] = rate["raw"]["median"]
         r["client_async_rate"] = rate["async"]["median"]
         r["client_rate_ratio"] = rate["async_over_raw"]
