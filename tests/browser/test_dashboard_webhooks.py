@@ -83,6 +83,11 @@ def test_webhook_page__deliveries_refusals_runs_and_test_button(
     page.screenshot(path=str(Path(ARTIFACTS) / "webhook.png"), full_page=True)
 
     run_id = row.locator("a.run-link").first.get_attribute("data-run-id")
+    # The forward run carries the delivery id as its correlation id: searchable, shown.
+    page.goto(f"{engine.url}/runs?q=delivery-browser-1")
+    assert page.locator(f"a[href='/runs/{run_id}']").count() >= 1
+    page.goto(f"{engine.url}/runs/{run_id}")
+    assert "delivery-browser-1" in page.content()
     for path in ("/webhooks", f"/webhooks/{hook['id']}", f"/runs/{run_id}"):
         page.goto(f"{engine.url}{path}")
         html = page.content()

@@ -123,8 +123,8 @@ def _run_where(filter: RunFilter, cursor: str | None) -> tuple[str, list[Any]]:
         where.append("created_at < ?")
         params.append(to_ms(filter.created_before))
     if filter.search:
-        where.append("(id = ? OR LOWER(error) LIKE LOWER(?))")
-        params.extend([filter.search, f"%{filter.search}%"])
+        where.append("(id = ? OR correlation_id = ? OR LOWER(error) LIKE LOWER(?))")
+        params.extend([filter.search, filter.search, f"%{filter.search}%"])
     if filter.name is not None:
         where.append("name = ?")
         params.append(filter.name)
