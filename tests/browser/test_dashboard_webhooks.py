@@ -88,7 +88,9 @@ def test_webhook_page__deliveries_refusals_runs_and_test_button(
     assert page.locator(f"a[href='/runs/{run_id}']").count() >= 1
     page.goto(f"{engine.url}/runs/{run_id}")
     assert "delivery-browser-1" in page.content()
-    for path in ("/webhooks", f"/webhooks/{hook['id']}", f"/runs/{run_id}"):
+    page.goto(f"{engine.url}/secrets")
+    assert page.locator("tr[data-secret='APP_TOKEN']").count() == 1
+    for path in ("/webhooks", f"/webhooks/{hook['id']}", f"/runs/{run_id}", "/secrets"):
         page.goto(f"{engine.url}{path}")
         html = page.content()
         assert GH_SECRET not in html and STORED_SECRET not in html, path

@@ -196,6 +196,32 @@ def test_unknown_secret_fails_at_once_without_a_call(api: httpx.Client, target: 
     assert bad_callback.status_code == 422
 
 
+def test_serve__webhook_receive_needs_no_key_management_needs_admin(
+        api: httpx.Client, engine: EngineProcess) -> None:
+    import hashlib
+    import hmac
+
+    created = api.post("/v1/webhooks", json={
+        "name": "serve-gh", "verify": {"kind": "github", "secret": VALUE_2},
+        "event": "serve/{{ headers.x-github-event }}"})
+    assert created.status_code == 201, created.text
+    hook = created.json()
+    assert httpx.get(f"{engine.url}/v1/webhooks").status_code == 401
+    body = b'{"zen": "ok"}'
+    sig = "sha256=" + hmac.new(VALUE_2.encode(), body, hashlib.sha256).hexdigest()
+    accepted = httpx.post(f"{engine.url}{hook['url']}", content=body, headers={
+        "x-github-event": "ping", "x-github-delivery": "serve-1",
+        "x-hub-signature-256": sig})
+    SEEN.append(accepted.text)
+    assert accepted.status_code == 200, accepted.text
+    refused = httpx.post(f"{engine.url}{hook['url']}", content=body,
+                         headers={"x-hub-signature-256": "sha256=00"})
+    SEEN.append(refused.text)
+    assert refused.status_code == 401
+    events = api.get("/v1/events", params={"name": "serve/ping"}).json()["data"]
+    assert len(events) == 1
+
+
 def test_no_value_in_any_answer_or_log_line(engine: EngineProcess) -> None:
     log = engine.log_path.read_text(errors="replace")
     for value in VALUES:

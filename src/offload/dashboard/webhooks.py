@@ -1,4 +1,5 @@
-"""Dashboard pages ``/webhooks`` and ``/webhooks/{id}``: inbound provider webhooks.
+"""Dashboard pages ``/webhooks`` and ``/webhooks/{id}`` (inbound provider webhooks) and
+``/secrets`` (stored secrets: names and dates only).
 
 A webhook's page shows its URL and verification, the latest accepted deliveries
 (with the event each became and the runs it started), the deliveries this process
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from offload.api.shapes import run_json
+from offload.api.v1.secrets import secret_json
 from offload.api.v1.webhooks import delivery_json, receiver, send_test, webhook_json
 from offload.dashboard.routes import _gate, _post_gate, _redirect, _render
 from offload.store.base import RunFilter
@@ -64,6 +66,17 @@ async def webhook_page(webhook_id: str, request: Request) -> Response:
         "full_url": str(request.base_url).rstrip("/") + f"/w/{webhook.id}",
         "deliveries": deliveries, "more": page.next_cursor is not None,
         "refusals": refusals, "sent": _SENT.get(request.query_params.get("sent") or "")})
+
+
+@router.get("/secrets")
+async def secrets_page(request: Request) -> Response:
+    """Stored secrets: names, references and dates (values never leave the engine)."""
+    if (gate := _gate(request)) is not None:
+        return gate
+    secrets = await request.app.state.engine.store.secret_list()
+    return _render(request, "secrets.html", {
+        "nav": "webhooks", "secrets": [secret_json(s) for s in secrets],
+        "has_key": request.app.state.engine.vault.box is not None})
 
 
 @router.post("/webhooks/{webhook_id}/test")
