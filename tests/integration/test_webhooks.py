@@ -280,6 +280,27 @@ def test_github__event_from_header_template_starts_a_durable_function(
     assert [r["id"] for r in by_corr] == [run["id"]]  # the redelivery started nothing
 
 
+def test_concurrent_redeliveries__exactly_one_event(api: httpx.Client,
+                                                    engine: EngineProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    hook = create(api, name="race", verify={"kind": "github", "secret": GITHUB_SECRET},
+                  event="race/{{ n }}")
+    body = json.dumps({"n": 1}).encode()
+    headers = github_headers(body, "race-delivery-1")
+
+    def send(_: int) -> httpx.Response:
+        return httpx.post(f"{engine.url}{hook['url']}", content=body, headers=headers,
+                          timeout=30)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(send, range(24)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert sum(not a.json()["duplicate"] for a in answers) == 1
+    assert len({a.json()["event_id"] for a in answers}) == 1
+    assert len(events_named(api, "race/1")) == 1 and len(deliveries(api, hook)) == 1
+
+
 def test_hmac_and_token_kinds_with_id_headers(api: httpx.Client) -> None:
     hmac_hook = create(api, name="shop", event="shop/{{ topic }}", verify={
         "kind": "hmac", "secret": HMAC_SECRET, "header": "X-Shop-Hmac-Sha256",
