@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from offload import __version__
 from offload.errors import StoreError
 from offload.store.base import Store
+from offload.store.ops import OpsQueries
 
 T = TypeVar("T")
 
@@ -53,10 +54,12 @@ QUEUE_DEPTH = "offload_queue_depth"
 QUEUE_SCHEDULED = "offload_queue_scheduled"
 QUEUE_INFLIGHT = "offload_queue_inflight"
 QUEUE_OLDEST_DUE_AGE = "offload_queue_oldest_due_age_seconds"
+PAUSED = "offload_paused"
+ALERT_FIRING = "offload_alert_firing"
 
 ALL_NAMES = (STEP_DURATION, OUTBOUND_REQUESTS, OUTBOUND_DURATION, PICKUP_LAG, RETRIES,
              STORE_DURATION, RUN_ENDS, INFO, STORE_UP, RUNS, DEAD_LETTER, QUEUE_DEPTH,
-             QUEUE_SCHEDULED, QUEUE_INFLIGHT, QUEUE_OLDEST_DUE_AGE)
+             QUEUE_SCHEDULED, QUEUE_INFLIGHT, QUEUE_OLDEST_DUE_AGE, PAUSED, ALERT_FIRING)
 
 # -- things that happen (this process) -------------------------------------------------------
 
@@ -149,6 +152,10 @@ class StoreSnapshot:
     runs: dict[tuple[str, str], int] = field(default_factory=dict)
     queues: list[tuple[str, str, int, int, int, float | None]] = field(default_factory=list)
     """(queue, function, due, scheduled, leased, oldest due age in seconds)."""
+    paused: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, target) of each paused function or queue."""
+    alerts: list[tuple[str, int]] = field(default_factory=list)
+    """(rule id, 1 if firing else 0) of each evaluated alert rule."""
     error: str | None = None
 
 
@@ -158,6 +165,10 @@ async def read_store(store: Store, at: datetime) -> StoreSnapshot:
     try:
         snapshot.runs = await store.run_count_by_status()
         stats = await store.queue_stats(now=at)
+        if isinstance(store, OpsQueries):
+            snapshot.paused = [(p.kind, p.target) for p in await store.pause_list()]
+            snapshot.alerts = [(s.rule_id, int(s.status == "firing"))
+                               for s in await store.alert_state_list()]
     except StoreError as exc:
         snapshot.error = type(exc).__name__
         return snapshot
@@ -223,6 +234,16 @@ class StoreCollector(Collector):
         yield scheduled
         yield inflight
         yield oldest
+        paused = GaugeMetricFamily(PAUSED, "1 for each paused function or queue (its runs "
+                                   "queue up, none starts).", labels=["kind", "target"])
+        for kind, target in snap.paused:
+            paused.add_metric([kind, target], 1)
+        yield paused
+        firing = GaugeMetricFamily(ALERT_FIRING, "1 while a built-in alert rule fires, else "
+                                   "0, by rule id.", labels=["rule"])
+        for rule_id, value in snap.alerts:
+            firing.add_metric([rule_id], value)
+        yield firing
 
 
 class _Scrape(Collector):

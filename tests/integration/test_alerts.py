@@ -98,6 +98,7 @@ def test_failure_rate_fires_and_resolves_with_signed_notifications(
         assert deliveries[0].headers["webhook-id"] == deliveries[1].headers["webhook-id"]
         assert _verified(deliveries[-1])["status"] == "firing"
         assert api.get(f"/v1/alerts/{rule['id']}").json()["state"]["status"] == "firing"
+        assert f'offload_alert_firing{{rule="{rule["id"]}"}} 1.0' in api.get("/metrics").text
 
         for _ in range(3):  # 2 failed of 5: 40 %, under the 50 % threshold
             submit(api, url=f"{receiver.url}/ok", queue="flaky")

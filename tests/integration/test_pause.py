@@ -88,6 +88,7 @@ def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_orde
         listed = {q["name"]: q for q in api.get("/v1/queues").json()["data"]}
         assert listed["billing"]["paused"] is True
         assert listed["billing"]["pause"]["paused_at"]
+        assert 'offload_paused{kind="queue",target="billing"} 1.0' in api.get("/metrics").text
         time.sleep(2.0)
         assert [_status(api, r) for r in runs] == ["queued"] * 5
         assert target.at("/job") == []
