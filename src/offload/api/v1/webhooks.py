@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse, Response
 
 from offload.api.auth import require
 from offload.api.problems import problem, problem_responses
-from offload.api.shapes import run_input
 from offload.api.v1.tasks import TaskIn
 from offload.clock import now
 from offload.errors import ConflictError, NotFoundError, SignatureError, ValidationError
@@ -38,9 +37,10 @@ from offload.inbound import verify as inbound_verify
 from offload.inbound.events import default_template, event_name, parse_body, template_problem
 from offload.inbound.testing import sample_body, signed_headers
 from offload.inbound.verify import audit_headers
-from offload.models import Run, Webhook, WebhookDelivery
+from offload.models import Webhook, WebhookDelivery
 from offload.outbound.tracing import parse_traceparent
 from offload.outbound.webhooks import generate_secret, sign_headers
+from offload.security.redact import redact_headers
 from offload.store.base import Change, NewEvent, NewRun
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"],
@@ -203,11 +203,9 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
     at = now()
     rotating = webhook.previous_secret is not None and webhook.previous_until is not None \
         and webhook.previous_until > at
-    forward = None
-    if webhook.forward is not None:
-        forward = run_input(Run(id="", function_id="http", status=None,  # type: ignore[arg-type]
-                                attempt=0, created_at=at, updated_at=at,
-                                input=webhook.forward))
+    forward = webhook.forward
+    if forward is not None and isinstance(forward.get("headers"), dict):
+        forward = {**forward, "headers": redact_headers(forward["headers"])}
     return {"id": webhook.id, "name": webhook.name, "url": f"/w/{webhook.id}",
             "verify": webhook.verify, "has_secret": webhook.secret is not None,
             "previous_secret_until": _iso(webhook.previous_until) if rotating else None,
