@@ -273,6 +273,7 @@ def test_github__event_from_header_template_starts_a_durable_function(
     assert done["status"] == "completed", done
     assert done["output"]["name"] == "t/echo" and done["output"]["data"]["number"] == 42
     assert done["correlation_id"] == "9e6b3f10-gh-1"
+    assert TRACE in api.get(f"/runs/{run['id']}").text  # the run continues the sender's trace
     redelivered = api.post(hook["url"], content=body, headers=headers)
     assert redelivered.json()["duplicate"] is True
     time.sleep(1.0)
