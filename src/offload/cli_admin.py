@@ -101,19 +101,70 @@ def audit(action: str | None, actor: str | None, target_id: str | None, limit: i
             for e in body["data"]])
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-def alerts(as_json: bool) -> None:
-    """Alert rules and whether each is firing."""
+@click.pass_context
+def alerts(ctx: click.Context, as_json: bool) -> None:
+    """Alert rules and whether each is firing (``alerts create|delete|events``)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with api() as client:
         body = client.call("GET", "/v1/alerts")
     if as_json:
         _print_json(body)
         return
-    _table("alerts", ["name", "kind", "source", "state", "since", "value"],
-           [[r["name"], r["kind"], r["source"], r["state"]["status"],
-             (r["state"]["since"] or "—")[:19], str(r["state"]["value"])]
+    _table("alerts", ["id", "name", "kind", "source", "state", "since", "now"],
+           [[r["id"], r["name"], r["kind"], r["source"], r["state"]["status"],
+             (r["state"]["since"] or "—")[:19], r["state"]["message"] or "—"]
             for r in body["data"]])
+
+
+@alerts.command("create")
+@click.option("--name", required=True, help="Unique name.")
+@click.option("--kind", required=True, type=click.Choice(
+    ["failure_rate", "dead_letter_growth", "oldest_due", "cron_missed"]))
+@click.option("--threshold", required=True, type=float,
+              help="A fraction (failure_rate), runs (dead_letter_growth) or seconds.")
+@click.option("--url", required=True, help="Receives the signed notifications.")
+@click.option("--function", "function_id", default=None, help="Only this function.")
+@click.option("--queue", default=None, help="Only this queue.")
+@click.option("--window", "window_s", default=None, type=int, help="Window in seconds.")
+@click.option("--min-runs", "min_runs", default=None, type=int,
+              help="failure_rate: quiet until this many runs ended in the window.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def alerts_create(as_json: bool, **fields: Any) -> None:
+    """Create an alert rule (POST /v1/alerts)."""
+    body = {k: v for k, v in fields.items() if v is not None}
+    with api() as client:
+        made = client.call("POST", "/v1/alerts", json=body)
+    if as_json:
+        _print_json(made)
+        return
+    click.echo(f"created alert rule {made['id']} ({made['name']})")
+
+
+@alerts.command("delete")
+@click.argument("rule_id")
+def alerts_delete(rule_id: str) -> None:
+    """Delete an alert rule made through the API."""
+    with api() as client:
+        client.call("DELETE", f"/v1/alerts/{quote(rule_id, safe='')}")
+    click.echo(f"deleted alert rule {rule_id}")
+
+
+@alerts.command("events")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def alerts_events(limit: int, as_json: bool) -> None:
+    """Recent firings and resolvings, with the run delivering each notification."""
+    with api() as client:
+        body = client.call("GET", "/v1/alerts/events", params={"limit": limit})
+    if as_json:
+        _print_json(body)
+        return
+    _table("alert events", ["at", "rule", "status", "what", "notification run"],
+           [[e["at"][:19], e["rule_name"], e["status"], e["message"], e["run_id"] or "—"]
+            for e in body["data"]])
 
 
 COMMANDS = (pause, resume, queues, audit, alerts)

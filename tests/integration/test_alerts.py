@@ -182,3 +182,31 @@ def test_serve_refuses_malformed_alert_rules(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as exc:
         engine.start(timeout=15)
     assert "OFFLOAD_ALERT_RULES[0].url" in str(exc.value)
+
+
+def test_alert_rules_from_the_cli(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with EngineProcess(tmp_path / "engine") as engine:
+        env = {**os.environ, "OFFLOAD_URL": engine.url}
+
+        def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+            out = subprocess.run([sys.executable, "-m", "offload", "alerts", *args], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            assert (out.returncode == 0) == ok, out.stderr + out.stdout
+            return out
+
+        made = json.loads(cli("create", "--name", "slow-mail", "--kind", "oldest_due",
+                              "--queue", "mail", "--threshold", "120",
+                              "--url", "http://127.0.0.1:9/hook", "--json").stdout)
+        assert made["kind"] == "oldest_due" and made["queue"] == "mail"
+        assert "slow-mail" in cli().stdout
+        refused = cli("create", "--name", "bad", "--kind", "failure_rate", "--threshold", "3",
+                      "--url", "http://127.0.0.1:9/hook", ok=False)
+        assert "422" in refused.stderr and "threshold" in refused.stderr
+        cli("delete", made["id"])
+        listed = json.loads(cli("--json").stdout)["data"]
+        assert listed == []
+        assert json.loads(cli("events", "--json").stdout)["data"] == []
