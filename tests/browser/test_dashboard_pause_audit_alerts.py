@@ -115,6 +115,8 @@ def test_function_pause_button_holds_a_durable_function(page: Any, engine: Engin
     assert page.locator("#paused").count() == 1
     assert page.locator("#pause-toggle").inner_text() == "Resume"
     assert api.get(f"/v1/functions/{fn}").json()["paused"] is True
+    in_apps = {f["id"]: f for a in api.get("/v1/apps").json()["data"] for f in a["functions"]}
+    assert in_apps[fn]["paused"] is True and in_apps[fn]["pause"]["paused_by"]
     _shot(page, "function-paused")
     page.goto(f"{engine.url}/apps")
     assert page.locator(f'[data-paused="{fn}"]').count() == 1  # marked in the app's list

@@ -100,8 +100,9 @@ async def _switch(request: Request, kind: pausing.PauseKind, target: str, on: bo
                        status_code=400)
     if on:
         session = getattr(request.state, "dashboard_session", None)
-        who = getattr(session, "user", None) or "dashboard"
-        await pausing.pause(store, kind, target, by=f"dashboard:{who}")
+        user = getattr(session, "user", None)
+        await pausing.pause(store, kind, target,
+                            by=f"dashboard:{user}" if user else "dashboard")
     else:
         await pausing.resume(store, kind, target)
     return _redirect(back)

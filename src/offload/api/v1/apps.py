@@ -19,6 +19,7 @@ from offload.api.shapes import app_json
 from offload.api.v1.functions import describe
 from offload.engine import Engine
 from offload.engine.apps import AppSyncError
+from offload.engine.pause import pauses, with_pause
 from offload.errors import NotFoundError, ValidationError
 from offload.models import App
 from offload.outbound.ssrf import validate_url
@@ -36,8 +37,10 @@ class AppIn(BaseModel):
 
 
 async def _app_body(request: Request, app: App) -> dict[str, Any]:
-    functions = await request.app.state.engine.store.function_list(app_id=app.id)
-    return {**app_json(app), "functions": [describe(f) for f in functions]}
+    store = request.app.state.engine.store
+    functions = await store.function_list(app_id=app.id)
+    paused = await pauses(store, "function")
+    return {**app_json(app), "functions": [with_pause(describe(f), paused) for f in functions]}
 
 
 async def _answer(request: Request, sync: Awaitable[App]) -> JSONResponse:
