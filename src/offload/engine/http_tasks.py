@@ -91,18 +91,15 @@ class RunReader:
 
     Every ``get`` made in one turn of the event loop (the scheduler starts a claimed
     batch's handlers together) is answered by one ``run_get_many`` read instead of one
-    ``run_get`` each. A store without ``run_get_many`` is read one run at a time.
+    ``run_get`` each.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._pending: dict[str, list[asyncio.Future[Run | None]]] = {}
-        self._many = getattr(store, "run_get_many", None)
 
     async def get(self, run_id: str) -> Run | None:
         """The run, or None if it does not exist."""
-        if self._many is None:
-            return await self.store.run_get(run_id=run_id, with_steps=False)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Run | None] = loop.create_future()
         if not self._pending:
@@ -116,9 +113,8 @@ class RunReader:
         task.add_done_callback(_drop_task)
 
     async def _read(self, pending: dict[str, list[asyncio.Future[Run | None]]]) -> None:
-        assert self._many is not None
         try:
-            runs: dict[str, Run] = await self._many(list(pending))
+            runs: dict[str, Run] = await self.store.run_get_many(list(pending))
         except Exception as exc:  # noqa: BLE001 - handed to every reader
             for futures in pending.values():
                 for future in futures:

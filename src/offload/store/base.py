@@ -468,6 +468,9 @@ class Store(Protocol):
     async def run_get(self, *, run_id: str, with_steps: bool = True) -> Run | None:
         """One run, with its steps in order."""
 
+    async def run_get_many(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        """The runs with these ids that exist (without steps), by id: one read for many."""
+
     async def run_list(
         self, *, filter: RunFilter, cursor: str | None, limit: int
     ) -> Page[Run]:

@@ -8,9 +8,9 @@ Imported by :mod:`offload.store.sql` and the modules it is built from
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -30,6 +30,8 @@ from offload.models import (
     Wait,
 )
 from offload.store.base import RunFilter
+
+_T = TypeVar("_T")
 
 RUN_COLS = (
     "id, app_id, function_id, status, attempt, event_ids, input, output, error, queue, "
@@ -209,3 +211,15 @@ def _dt(value: int) -> datetime:
     out = from_ms(value)
     assert out is not None
     return out
+
+
+def chunks(values: Iterable[_T], size: int) -> Iterable[list[_T]]:
+    """Split ``values`` into lists of at most ``size``."""
+    batch: list[_T] = []
+    for v in values:
+        batch.append(v)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
