@@ -47,7 +47,8 @@ def test_invoking_a_function_that_is_not_synced_fails_the_step(conf: Stack, pref
     assert run["status"] == "completed", run
     assert run["output"] == {
         "name": "Error", "message": "could not find function with ID: no-such-app-missing"}
-    assert step(run, "call-nobody")["status"] == "failed"
+    call = step(run, "call-nobody")
+    assert call["status"] == "failed" and [h["status"] for h in call["history"]] == ["failed"]
 
 
 def test_attempts_and_history(conf: Stack, prefix: str) -> None:

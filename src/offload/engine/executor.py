@@ -476,12 +476,14 @@ class Executor:
                 outcome.finished = True
                 return True
             else:
+                unsupported = RunError("UnsupportedOpcode",
+                                       f"offload does not support {op.op.value} yet")
                 change.steps.append(StepWrite(
                     run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
-                    status=StepStatus.FAILED, attempts=call.attempt + 1,
-                    error=RunError("UnsupportedOpcode",
-                                   f"offload does not support {op.op.value} yet"),
-                    started_at=call.started_at, ended_at=at))
+                    status=StepStatus.FAILED, attempts=call.attempt + 1, error=unsupported,
+                    started_at=call.started_at, ended_at=at,
+                    history=with_attempt(known, call, StepStatus.FAILED, at,
+                                         dict(unsupported))))
                 finished_now.add(op.id)
         # Who calls the app next: a discovery call once no planned step is outstanding
         # (wait mode), or after each finished step in race mode.
@@ -516,10 +518,11 @@ class Executor:
         target = await self.functions.get(spec.function_id)
         name = op.step_name
         if target is None:
+            error = invoke_not_found_error(spec.function_id)
             change.steps.append(StepWrite(
                 run_id=run.id, id=op.id, name=name, kind=StepKind.INVOKE,
-                status=StepStatus.FAILED, attempts=1,
-                error=invoke_not_found_error(spec.function_id), started_at=at, ended_at=at))
+                status=StepStatus.FAILED, attempts=1, error=error, started_at=at, ended_at=at,
+                history=[attempt_entry(1, StepStatus.FAILED, at, at, error)]))
             return False
         corr = correlation_id(run.id, op.id)
         expires = at + spec.timeout if spec.timeout is not None else None
