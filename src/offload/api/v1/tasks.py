@@ -45,7 +45,6 @@ from offload.store.base import Change, ChangeResult, Idempotency, NewItem, NewRu
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"],
                    responses=problem_responses(400, 401, 403, 413, 422, 503))
 
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_DELAY = timedelta(days=365)
 MAX_BATCH = 1000
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
@@ -314,7 +313,7 @@ class TaskIn(BaseModel):
         idem = None
         if self.idempotency_key is not None:
             idem = Idempotency(scope="task", key=self.idempotency_key,
-                               expires_at=at + IDEMPOTENCY_WINDOW)
+                               expires_at=at + flow.IDEMPOTENCY_WINDOW)
         run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
                      input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
                      correlation_id=self.correlation_id,
