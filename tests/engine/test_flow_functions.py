@@ -1,15 +1,16 @@
-"""Durable functions' flow control, the way the trigger code creates runs: SDK config and
-event -> ``flow.for_function`` -> ``flow.apply_to_new_run`` -> ``store.apply``. Both stores."""
+"""Durable functions' flow control through the trigger code itself: SDK config and event
+-> ``triggers.new_run_for`` (``flow.for_function`` and timeouts) -> ``store.apply``.
+Both stores."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from offload.engine import flow
+from offload.engine.triggers import new_run_for
 from offload.ids import new_id, new_token
-from offload.models import ItemKind, RunStatus
-from offload.store.base import Change, NewEvent, NewItem, NewRun
+from offload.models import Event, Function, RunStatus
+from offload.store.base import Change, NewEvent
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -20,16 +21,14 @@ def at(seconds: float) -> datetime:
 
 async def trigger(store: Any, config: dict[str, Any], data: dict[str, Any],
                   when: float) -> tuple[Any, str]:
-    """What the trigger code does for one event and one function."""
-    event_id = new_id()
-    event = {"id": event_id, "name": "app/ev", "data": data, "user": {}, "ts": 0}
-    run = NewRun(id=new_id(), function_id="app-fn", app_id="app", created_at=at(when),
-                 event_ids=[event_id],
-                 items=[NewItem(kind=ItemKind.RUN, due_at=at(when), payload={"attempt": 0})])
-    flow.apply_to_new_run(run, flow.for_function(config, [event], "app-fn"))
+    """One event of ``app/ev`` starting ``config``'s function, through the trigger code."""
+    event = Event(id=new_id(), name="app/ev", data=data, ts=0, received_at=at(when), user={})
+    fn = Function(id="app-fn", app_id="app", name="fn", config=config, created_at=T0,
+                  updated_at=T0)
     result = await store.apply(Change(
-        events=[NewEvent(id=event_id, name="app/ev", data=data, ts=0, received_at=at(when),
-                         fanout=False)], runs=[run]))
+        events=[NewEvent(id=event.id, name=event.name, data=data, ts=0,
+                         received_at=event.received_at, fanout=False)],
+        runs=[new_run_for(fn, event, at(when))]))
     (stored, _), outcome = result.runs[0], result.outcomes[0]
     return stored, outcome
 
