@@ -174,3 +174,19 @@ async def test_cron_missed_and_dead_letter_growth_are_measured(store: Any) -> No
     hit = await measure(store, growth, at(20))
     assert hit.firing and hit.value == 2.0
     assert not (await measure(store, growth, at(20 + 700))).firing  # out of the window
+
+
+async def test_maintenance_prunes_the_audit_log_past_its_retention(store: Any) -> None:
+    from offload.clock import now
+    from offload.engine.maintenance import Maintenance
+
+    old = AuditEntry(id=new_id(), at=now() - timedelta(days=100), actor=Actor("cli"),
+                     action="key.create")
+    recent = AuditEntry(id=new_id(), at=now() - timedelta(days=1), actor=Actor("cli"),
+                        action="key.revoke")
+    for entry in (old, recent):
+        await store.audit_insert(entry)
+    await Maintenance(store, retention=timedelta(days=7),
+                      audit_retention=timedelta(days=90)).prune_once()
+    page = await store.audit_list(filter=AuditFilter(), cursor=None, limit=10)
+    assert [e.id for e in page.data] == [recent.id]
