@@ -1,7 +1,8 @@
 """Named crash points in the write path, for tests that kill the engine at exact moments.
 
 Off unless the test setting ``OFFLOAD_TEST_CRASH_AT`` names a point (optionally
-``point:key``, so only work with that key crashes: a queue name or an event name).
+``point:key``, so only work with that key crashes: an HTTP task's queue, a durable
+function's id, or an event name).
 When the engine reaches an armed point it sends itself ``SIGKILL``: no cleanup, no
 flush, exactly as ``kill -9`` at that line. ``docs/guarantees.md`` states what each
 point promises; ``tests/chaos/test_crash_points.py`` checks it.

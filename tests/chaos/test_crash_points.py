@@ -144,3 +144,77 @@ def test_each_crash_point_keeps_its_promise(store_url: str, tmp_path: Path) -> N
         if engine is not None:
             engine.kill()
         target.stop()
+
+
+def test_durable_step_crash_after_the_call_runs_the_step_again_and_records_it_once(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """``call.returned`` on a durable function (official Python SDK): the app ran the step,
+    the engine died before recording it; after restart the step runs once more and is
+    recorded once (at-least-once steps, exactly-once records). SQLite only: the store
+    side of the promise is checked on both stores by the HTTP-task walk above."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.engine import free_port
+
+    app_script = Path(__file__).parent / "apps" / "chaos_app.py"
+    data = tmp_path / "data"
+    engine = _start(data, sqlite_url, None)
+    app_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    env["INNGEST_DEV"] = engine.url
+    app = subprocess.Popen([sys.executable, str(app_script), "--port", str(app_port)], env=env,
+                           stdout=(tmp_path / "app.log").open("ab"), stderr=subprocess.STDOUT)
+    app_url = f"http://127.0.0.1:{app_port}"
+    try:
+        _until("the app", lambda: _answers(f"{app_url}/counts"), engine)
+        synced = httpx.post(f"{engine.url}/v1/apps", json={"url": f"{app_url}/api/inngest"},
+                            timeout=30)
+        assert synced.status_code == 200, synced.text
+        first = _run_of(engine, "chaos/limited")  # learns the function's id
+        _until("a first run", lambda: _status(engine, first)["status"] == "completed", engine)
+        function_id = _status(engine, first)["function_id"]
+        engine.kill()
+        armed = {"OFFLOAD_LEASE_S": "30", "OFFLOAD_TEST_CRASH_AT": f"call.returned:{function_id}"}
+        engine = EngineProcess(data, database_url=sqlite_url, port=engine.port, env=armed).start()
+        event_id = httpx.post(f"{engine.url}/v1/events", json={"name": "chaos/limited"},
+                              timeout=10).json()["ids"][0]
+        _until("the engine to die at call.returned", lambda: _died(engine), engine)
+        ran = {k: v for k, v in httpx.get(f"{app_url}/counts", timeout=10).json().items()
+               if k.endswith("/work") and not k.startswith(first)}
+        assert list(ran.values()) == [1], ran  # the step ran; its result was not recorded
+        engine = EngineProcess(data, database_url=sqlite_url, port=engine.port).start()
+        runs = httpx.get(f"{engine.url}/v1/events/{event_id}", timeout=10).json()["runs"]
+        run_id = runs[0]["id"]
+        work = f"{run_id}/work"
+        assert list(ran) == [work]
+        _until("the run", lambda: _status(engine, run_id)["status"] == "completed", engine)
+        run = _status(engine, run_id)
+        assert [s["name"] for s in run["steps"]].count("work") == 1, run["steps"]
+        assert httpx.get(f"{app_url}/counts", timeout=10).json()[work] == 2  # once more
+    finally:
+        app.kill()
+        app.wait()
+        engine.kill()
+
+
+def _run_of(engine: EngineProcess, name: str) -> str:
+    """Send event ``name``; the id of the run it starts."""
+    event_id = httpx.post(f"{engine.url}/v1/events", json={"name": name},
+                          timeout=10).json()["ids"][0]
+    found: list[str] = []
+
+    def started() -> bool:
+        runs = httpx.get(f"{engine.url}/v1/events/{event_id}", timeout=10).json()["runs"]
+        found[:] = [r["id"] for r in runs]
+        return bool(found)
+    _until("the event's run", started, engine)
+    return found[0]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from offload import metrics
+from offload import faults, metrics
 from offload.clock import now
 from offload.config import Settings
 from offload.engine import attempts
@@ -166,11 +166,13 @@ class Executor:
         events = await self.store.event_get_many(event_ids=full.event_ids)
         call = await self._call(fn, full, events, target,
                                 attempt=int(item.payload.get("attempt", 0)))
+        faults.crash_point("call.returned", run.function_id)
         for _ in range(MAX_GUARD_RETRIES):
             outcome = await self._plan(fn, full, events, item, call)
             outcome.change.fence = fence
             try:
                 result = await self.store.apply(outcome.change)
+                faults.crash_point("write.committed", run.function_id)
             except StaleRunError:
                 fresh = await self.store.run_get(run_id=run.id, with_steps=True)
                 if fresh is None or fresh.status.terminal:
