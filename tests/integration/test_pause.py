@@ -168,3 +168,21 @@ def test_resumed_backlog_keeps_to_the_queue_throttle(database: str, target: Targ
                       body={"i": 4})["id"]
         _wait_status(api, late, "completed")
         assert target.at("/thr")[-1].at - starts[-1] > 0.8
+
+
+def test_a_pause_holds_on_every_engine_sharing_postgres(target: Target, tmp_path: Path,
+                                                        postgres_url: str) -> None:
+    with EngineProcess(tmp_path / "a", database_url=postgres_url) as a, \
+            EngineProcess(tmp_path / "b", database_url=postgres_url) as b:
+        api_a = httpx.Client(base_url=a.url, timeout=30)
+        api_b = httpx.Client(base_url=b.url, timeout=30)
+        assert api_a.post("/v1/queues/shared/pause").status_code == 200
+        assert _queue(api_b, "shared")["paused"] is True
+        runs = [submit(api, url=f"{target.url}/shared", queue="shared")["id"]
+                for api in (api_a, api_b, api_b)]
+        time.sleep(2.0)  # both engines idle: neither starts them
+        assert [_status(api_a, r) for r in runs] == ["queued"] * 3
+        assert target.at("/shared") == []
+        assert api_b.post("/v1/queues/shared/resume").status_code == 200
+        for run_id in runs:
+            _wait_status(api_a, run_id, "completed")
