@@ -66,7 +66,9 @@ class Endpoint:
     def request_bytes(self, method: str, target: str, body: bytes | None) -> bytes:
         """A whole HTTP/1.1 request."""
         if body is None:
-            return b"%s %s HTTP/1.1\r\n%s\r\n" % (method.encode(), target.encode(), self._head)
+            empty = b"" if method == "GET" else b"Content-Length: 0\r\n"
+            return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (method.encode(), target.encode(),
+                                                      self._head, empty)
         return b"%s %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d" \
                b"\r\n\r\n%s" % (method.encode(), target.encode(), self._head, len(body), body)
 
@@ -147,6 +149,8 @@ class SyncTransport:
             if body is not None:
                 conn.putheader("Content-Type", "application/json")
                 conn.putheader("Content-Length", str(len(body)))
+            elif method != "GET":
+                conn.putheader("Content-Length", "0")
             conn.endheaders(body)
             response = conn.getresponse()
             data = response.read()

@@ -27,7 +27,7 @@ def engine(module_store_url: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[EngineProcess]:
     proc = EngineProcess(tmp_path_factory.mktemp("engine"), database_url=module_store_url,
                          mode="serve", env={"OFFLOAD_API_KEYS": API_KEY})
-    proc.start()
+    proc.start(timeout=60)
     yield proc
     proc.kill()
 
@@ -55,6 +55,21 @@ def test_blocking_client_round_trip_and_errors(engine: EngineProcess) -> None:
             pytest.raises(ClientError) as denied:
         client.create_task(TARGET)
     assert denied.value.status == 401
+
+
+def test_bodiless_posts_cancel_and_replay(engine: EngineProcess) -> None:
+    with Client(engine.url, api_key=API_KEY) as client:
+        run = client.create_task(TARGET, delay=3600, queue="client-cancel")
+        assert client.cancel_run(run["id"])["status"] == "cancelled"
+        assert client.get_run(run["id"])["status"] == "cancelled"
+        again = client.replay_run(run["id"])
+        assert again["id"] != run["id"]
+
+
+async def test_async_bodiless_post_cancels(engine: EngineProcess) -> None:
+    async with AsyncClient(engine.url, api_key=API_KEY) as client:
+        run = await client.create_task(TARGET, delay=3600)
+        assert (await client.cancel_run(run["id"]))["status"] == "cancelled"
 
 
 def test_blocking_client_survives_the_server_closing_idle_connections(

@@ -33,7 +33,7 @@ def engine(module_store_url: str, tmp_path_factory: pytest.TempPathFactory
                          mode="serve", env={"OFFLOAD_API_KEYS": API_KEY,
                                             "OFFLOAD_EVENT_KEYS": EVENT_KEY,
                                             "OFFLOAD_MAX_BODY_BYTES": "20000"})
-    proc.start()
+    proc.start(timeout=60)
     yield proc
     proc.kill()
 

@@ -57,7 +57,7 @@ def _alive(pid: int) -> bool:
 
 def test_two_workers_share_the_port_and_run_each_task_once(
         tmp_path: Path, postgres_url: str, target: Target) -> None:
-    engine = _engine(tmp_path, postgres_url, free_port()).start()
+    engine = _engine(tmp_path, postgres_url, free_port()).start(timeout=60)
     try:
         with Client(engine.url, api_key=API_KEY) as client:
             runs = [client.create_task(f"{target.url}/w/{i}", body={"i": i})
@@ -82,7 +82,7 @@ def test_two_workers_share_the_port_and_run_each_task_once(
 def test_kill_9_of_the_parent_takes_the_workers_down_and_a_restart_finishes(
         tmp_path: Path, postgres_url: str, target: Target) -> None:
     port = free_port()
-    engine = _engine(tmp_path, postgres_url, port).start()
+    engine = _engine(tmp_path, postgres_url, port).start(timeout=60)
     assert engine.proc is not None
     target.script("/slow", (200, {}, b"ok", 1.5))
     with Client(engine.url, api_key=API_KEY, retries=0) as client:
@@ -95,7 +95,7 @@ def test_kill_9_of_the_parent_takes_the_workers_down_and_a_restart_finishes(
     while any(_alive(p) for p in workers):
         assert time.monotonic() < deadline, "workers outlived their parent"
         time.sleep(0.1)
-    restarted = _engine(tmp_path, postgres_url, port).start()
+    restarted = _engine(tmp_path, postgres_url, port).start(timeout=60)
     try:
         with Client(restarted.url, api_key=API_KEY) as client:
             for run_id in ids:
