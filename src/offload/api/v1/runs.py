@@ -59,7 +59,8 @@ async def list_runs(
                                             "replays (the failed view's default).")] = False,
     after: Annotated[datetime | None, Query(description="Created at or after.")] = None,
     before: Annotated[datetime | None, Query(description="Created before.")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Run id, correlation id or error text.")] = None,
+    q: Annotated[str | None, Query(
+        max_length=200, description="Run id, correlation id or error text.")] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
