@@ -50,8 +50,8 @@ class Setup:
         return str(sender.send_sync(inngest.Event(name=name, data=data))[0])
 
     def run_of(self, event_id: str, timeout: float = 15) -> str:
-        runs = eventually(lambda: self.api("GET", f"/v1/events/{event_id}").json()["runs"],
-                          timeout=timeout, what=f"a run of event {event_id}")
+        runs = eventually(lambda: self.api("GET", f"/v1/events/{event_id}").json()["runs"]
+                          or None, timeout=timeout, what=f"a run of event {event_id}")
         return str(runs[0]["id"])
 
     def until(self, run_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:

@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
                interval: float = 0.05, what: str = "the condition") -> T:
-    """Call ``probe`` until it returns something other than None (or False); that value.
+    """Call ``probe`` until it returns something truthy; that value.
 
     Fails with ``what`` in the message once ``timeout`` seconds have passed. Exceptions
     from ``probe`` propagate (catch the expected ones inside it).
@@ -19,7 +19,7 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
-        if value is not None and value is not False:
+        if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")

@@ -79,4 +79,4 @@ class Target:
         self._thread.join(timeout=5)
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-        return eventually(lambda: predicate() or None, timeout=timeout, what="the target")
+        return eventually(predicate, timeout=timeout, what="the target")
