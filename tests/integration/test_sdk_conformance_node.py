@@ -119,3 +119,11 @@ def test_send_event_step_shows_as_send_event(conf: Stack) -> None:
     run = conf.run("conf/sender")
     assert run["output"] == {"sent": 1}
     assert step(run, "send")["kind"] == "send_event"
+
+
+def test_parallel_race_mode(conf: Stack) -> None:
+    """group.parallel({mode: "race"}) + Promise.race: the function goes on with the first
+    step to finish (the slower one may still be running when the run ends, as on Inngest)."""
+    run = conf.run("conf/race")
+    assert run["status"] == "completed", run
+    assert run["output"] == {"winner": "fast", "tail": "t"}

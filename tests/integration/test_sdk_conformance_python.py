@@ -120,3 +120,11 @@ def test_run_page_shows_every_attempt(conf: Stack) -> None:
     assert page.status_code == 200, page.text[:500]
     assert 'data-attempts="3"' in page.text
     assert "transient 1" in page.text and "transient 2" in page.text
+
+
+def test_parallel_race_mode(conf: Stack) -> None:
+    run = conf.run("conf/race")
+    assert run["status"] == "completed", run
+    assert run["output"] == {"group": ["fast", "slow"], "tail": "t"}
+    assert {s["name"]: s["status"] for s in run["steps"]} == {
+        "fast": "completed", "slow": "completed", "tail": "completed"}

@@ -90,6 +90,21 @@ def parallel_mixed(ctx: inngest.ContextSync) -> Any:
     return {"group": list(group), "tail": tail}
 
 
+@client.create_function(fn_id="race", trigger=ev("conf/race"), retries=0)
+def race(ctx: inngest.ContextSync) -> Any:
+    """Race mode: a discovery call after every finished step (the group still returns
+    every result in the Python SDK)."""
+    def slow() -> str:
+        time.sleep(1.5)
+        return "slow"
+
+    group = ctx.group.parallel((
+        lambda: ctx.step.run("fast", lambda: "fast"),
+        lambda: ctx.step.run("slow", slow),
+    ), parallel_mode=inngest.ParallelMode.RACE)
+    return {"group": list(group), "tail": ctx.step.run("tail", lambda: "t")}
+
+
 @client.create_function(fn_id="invoke-fails", trigger=ev("conf/invoke-fails"), retries=0)
 def invoke_fails(ctx: inngest.ContextSync) -> Any:
     try:
@@ -221,7 +236,7 @@ def with_middleware(ctx: inngest.ContextSync) -> Any:
     return ctx.step.run("inner", lambda: "value")
 
 
-FUNCTIONS = [debounced, rate_limited, throttled, singleton_skip, with_middleware,
+FUNCTIONS = [race, debounced, rate_limited, throttled, singleton_skip, with_middleware,
              child, long_child, overdue_child, invoke_ended, parallel_mixed,
              invoke_fails, invoke_missing, step_error, doomed, retry_history,
              wildcard, sender, keyed, big_steps, batch]

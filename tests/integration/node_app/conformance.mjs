@@ -43,6 +43,15 @@ class Wrap extends Middleware.BaseMiddleware {
 }
 
 const fns = [
+  inngest.createFunction({ id: "race", triggers: [{ event: "conf/race" }], retries: 0 },
+    async ({ step, group }) => {
+      const winner = await group.parallel({ mode: "race" }, () => Promise.race([
+        step.run("fast", () => "fast"),
+        step.run("slow", async () => { await new Promise((r) => setTimeout(r, 1500)); return "slow"; }),
+      ]));
+      const tail = await step.run("tail", () => "t");
+      return { winner, tail };
+    }),
   inngest.createFunction({
     id: "debounced", triggers: [{ event: "conf/debounced" }],
     debounce: { period: "1s", key: "event.data.k" },
