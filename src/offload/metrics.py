@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -102,35 +102,49 @@ _run_ends = Counter(
     ["kind", "status", "reason"], registry=REGISTRY)
 
 
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: the hot paths call these per attempt and
+    ``labels()`` costs several times the observation itself. Label values are few
+    (kinds, statuses, outcomes), so the cache stays small."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def count_run_end(kind: str, status: str, reason: str) -> None:
     """A run of ``kind`` ended as ``status`` because of ``reason``."""
-    _run_ends.labels(kind, status, reason).inc()
+    _child(_run_ends, kind, status, reason).inc()
 
 
 def observe_step(kind: str, status: str, seconds: float) -> None:
     """One attempt of a step of ``kind`` took ``seconds`` and left it in ``status``."""
-    _step_duration.labels(kind, status).observe(max(0.0, seconds))
+    _child(_step_duration, kind, status).observe(max(0.0, seconds))
 
 
 def observe_outbound(kind: str, outcome: str, seconds: float) -> None:
     """One outbound request (``kind``: target, callback, app) ended with ``outcome``."""
-    _outbound_requests.labels(kind, outcome).inc()
-    _outbound_duration.labels(kind, outcome).observe(max(0.0, seconds))
+    _child(_outbound_requests, kind, outcome).inc()
+    _child(_outbound_duration, kind, outcome).observe(max(0.0, seconds))
 
 
 def observe_pickup_lag(seconds: float, kind: str = "run") -> None:
     """A queue item of ``kind`` was picked up ``seconds`` after it became due."""
-    _pickup_lag.labels(kind).observe(max(0.0, seconds))
+    _child(_pickup_lag, kind).observe(max(0.0, seconds))
 
 
 def count_retry(kind: str) -> None:
     """An attempt of ``kind`` failed and another was scheduled."""
-    _retries.labels(kind).inc()
+    _child(_retries, kind).inc()
 
 
 def observe_store(operation: str, seconds: float) -> None:
     """A store ``operation`` took ``seconds`` (successful or not)."""
-    _store_duration.labels(operation).observe(max(0.0, seconds))
+    _child(_store_duration, operation).observe(max(0.0, seconds))
 
 
 async def timed_store(operation: str, awaitable: Awaitable[T]) -> T:
