@@ -140,32 +140,7 @@ def test_priority_orders_starts_under_a_saturated_limit(
     assert target.peak[path] == 1
 
 
-# -- throttle, rate limit, idempotency, debounce ---------------------------------------
-
-
-def test_throttle_delays_and_rate_limit_drops(
-        api: httpx.Client, target: CountingTarget, tag: str) -> None:
-    throttled, limited = f"/{tag}/throttled", f"/{tag}/limited"
-    results = submit_batch(api, [
-        {"url": target.url + throttled, "body": i, "queue": f"{tag}-t",
-         "throttle": {"limit": 4, "period": "1s"}} for i in range(12)])
-    assert {r["outcome"] for r in results} == {"created"}
-    outcomes = [submit(api, expect=202 if i < 3 else 200, url=target.url + limited,
-                       body=i, queue=f"{tag}-r",
-                       rate_limit={"limit": 3, "period": "1m"})["outcome"]
-                for i in range(10)]
-    assert outcomes == ["created"] * 3 + ["rate_limited"] * 7
-    wait_count(target, throttled, 12, timeout=20)
-    time.sleep(0.5)
-    assert len(target.arrivals[limited]) == 3  # dropped, not delayed
-    starts = sorted(t for t, _ in target.arrivals[throttled])
-    # one start per 250 ms, burst 1 (the first start may be late by a claim round trip)
-    for k, t in enumerate(starts[1:], start=1):
-        assert t - starts[0] >= 0.25 * (k - 1) + 0.1, (k, t - starts[0])
-    span = starts[-1] - starts[0]
-    assert 2.5 <= span < 4.5, span  # 11 intervals of 250 ms
-    for i, t in enumerate(starts):  # at most limit + burst starts in any 1 s window
-        assert sum(1 for u in starts[i:] if u - t < 1.0) <= 5
+# -- idempotency (throttle, rate limit and debounce over time: test_flow_in_process.py) --
 
 
 def test_exactly_one_run_per_idempotency_key_under_concurrent_posts(
@@ -184,24 +159,4 @@ def test_exactly_one_run_per_idempotency_key_under_concurrent_posts(
     assert len({r.json()["id"] for r in responses}) == 1
     wait_count(target, path, 1)
     time.sleep(1.0)
-    assert len(target.arrivals[path]) == 1
-
-
-def test_debounce_fires_once_with_the_last_task(
-        api: httpx.Client, target: CountingTarget, tag: str) -> None:
-    path = f"/{tag}/debounced"
-    ids = set()
-    for i in range(5):
-        accepted = submit(api, url=target.url + path, body={"n": i}, queue=tag,
-                          debounce={"period": "1s", "key": tag})
-        assert accepted["outcome"] == ("created" if i == 0 else "debounced")
-        ids.add(accepted["id"])
-        last = time.monotonic()
-        time.sleep(0.2)
-    assert len(ids) == 1
-    wait_count(target, path, 1, timeout=10)
-    arrived, body = target.arrivals[path][0]
-    assert body == {"n": 4}
-    assert arrived - last >= 0.9  # after a quiet period
-    time.sleep(1.5)
     assert len(target.arrivals[path]) == 1

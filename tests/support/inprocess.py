@@ -1,8 +1,9 @@
-"""The real engine in this process: real services, a real SQLite file, fake time and
-a fake outside world.
+"""The real engine in this process: real services, a real database, fake time and a
+fake outside world.
 
 :class:`InProcessEngine` builds :class:`offload.engine.Engine` — its Executor,
-HttpTasks, Triggers, Scheduler and RunLifecycle — on a SQLite file in a temp dir,
+HttpTasks, Triggers, Scheduler and RunLifecycle — on a SQLite file in a temp dir (or
+the PostgreSQL database it is given),
 with a :class:`~offload.clock.FakeClock` installed and a
 :class:`~tests.support.fake_app.FakeApp` as the outbound transport. Nothing runs in
 the background: :meth:`settle` claims and handles whatever is due now until nothing
@@ -23,6 +24,7 @@ from offload.config import Settings
 from offload.engine import Engine
 from offload.ids import new_id
 from offload.models import App, Function, Run
+from offload.store import open_store
 from offload.store.base import Change, NewEvent, RunFilter
 from offload.store.sqlite import SqliteStore
 from tests.support.fake_app import APP_URL, FakeApp
@@ -88,13 +90,16 @@ class InProcessEngine:
 
 
 @contextlib.asynccontextmanager
-async def in_process_engine(tmp_path: Path, **settings: Any) -> AsyncIterator[InProcessEngine]:
-    """An :class:`InProcessEngine` on a SQLite file in ``tmp_path``."""
+async def in_process_engine(tmp_path: Path, database_url: str | None = None,
+                            **settings: Any) -> AsyncIterator[InProcessEngine]:
+    """An :class:`InProcessEngine` on ``database_url`` (default: a SQLite file in
+    ``tmp_path``)."""
     fake_clock = FakeClock()
     app = FakeApp()
     with clock.use(fake_clock):
         config = Settings(data_dir=tmp_path, **settings)
-        store = SqliteStore(tmp_path / "offload.db", durable=False)
+        store = open_store(database_url, durable=False) if database_url else \
+            SqliteStore(tmp_path / "offload.db", durable=False)
         engine = Engine(config, store=store, transport=app)
         await engine.start(run_scheduler=False)
         try:
