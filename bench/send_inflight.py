@@ -71,7 +71,9 @@ async def main_async(args: argparse.Namespace) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INNGEST_", "OFFLOAD_"))}
     procs = [
         subprocess.Popen([PY, "-m", "offload", "dev", "--port", str(port), "--data-dir",
-                          str(scratch), "--database-url", url], env=env,
+                          str(scratch), "--database-url", url],
+                         env={**env, **({"OFFLOAD_MAX_INFLIGHT": str(args.max_inflight)}
+                                        if args.max_inflight else {})},
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([PY, str(BENCH / "fn_app.py"), "--port", str(app_port)],
                          env={**env, "INNGEST_DEV": f"http://127.0.0.1:{port}"},
@@ -114,7 +116,8 @@ async def main_async(args: argparse.Namespace) -> None:
                                  autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
     print(json.dumps({
-        "store": args.store, "load": os.getloadavg()[0],
+        "store": args.store, "max_inflight": args.max_inflight or "default",
+        "load": os.getloadavg()[0],
         "starlette_p50_ms": pct(base, 0.5),
         "idle_send_p50_ms": pct(idle, 0.5), "idle_send_p99_ms": pct(idle, 0.99),
         "inflight_send_p50_ms": pct(during, 0.5), "inflight_send_p99_ms": pct(during, 0.99),
@@ -126,6 +129,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--inflight", type=int, default=1000)
+    parser.add_argument("--max-inflight", type=int, default=0,
+                        help="OFFLOAD_MAX_INFLIGHT for the engine (default: its own).")
     args = parser.parse_args()
     install_uvloop()
     asyncio.run(main_async(args))
