@@ -102,12 +102,17 @@ async def get_run_or_404(request: Request, run_id: str, *, with_steps: bool = Tr
 @router.get("/{run_id}")
 async def get_run(run_id: str, request: Request) -> dict[str, Any]:
     """A run with its steps, and ``actions``: who cancelled, replayed or reran it."""
+    return await _full_run_json(request, await get_run_or_404(request, run_id))
+
+
+async def _full_run_json(request: Request, run: Run) -> dict[str, Any]:
+    """The run as ``GET /v1/runs/{id}`` and its ``/wait`` show it, next attempt and actions."""
     from offload.engine.audit import run_actions
 
-    run = await get_run_or_404(request, run_id)
-    due = await request.app.state.engine.store.run_next_attempts(run_ids=[run.id])
+    store = request.app.state.engine.store
+    due = await store.run_next_attempts(run_ids=[run.id])
     body = run_json(run, due.get(run.id))
-    body["actions"] = await run_actions(request.app.state.engine.store, run_id)
+    body["actions"] = await run_actions(store, run.id)
     return body
 
 
@@ -124,7 +129,7 @@ async def wait_run(
         run = await get_run_or_404(request, run_id)
         remaining = deadline - loop.time()
         if run.status.terminal or remaining <= 0:
-            return run_json(run)
+            return await _full_run_json(request, run)
         await engine.wait_finished(run_id, min(remaining, _POLL_S))
 
 
