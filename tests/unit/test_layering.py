@@ -102,11 +102,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-KNOWN_CIRCLES: list[list[str]] = [
-    # issue 12 (pause/audit): the audit middleware names dashboard actions and the
-    # dashboard's operator actions record audit entries. To break by its owner.
-    ["offload.api.auditing", "offload.dashboard.ops", "offload.dashboard.routes"],
-]
+KNOWN_CIRCLES: list[list[str]] = []
 
 
 def test_no_import_circle() -> None:

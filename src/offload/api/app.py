@@ -9,23 +9,27 @@ from fastapi import Depends, FastAPI
 
 from offload import __version__
 from offload.api import health, metrics, problems, sdk
-from offload.api.auditing import AuditLog, ops_routers
+from offload.api.auditing import AuditLog
 from offload.api.auth import Authenticator
 from offload.api.fastpath import IngestFastPath
 from offload.api.identifiers import reject_control_characters
 from offload.api.limits import BodyLimit
 from offload.api.v1 import (
+    alerts,
     apps,
+    audit,
     bulk,
     engines,
     events,
     functions,
+    pause,
     runs,
     secrets,
     tasks,
     webhooks,
 )
 from offload.config import Settings
+from offload.dashboard import ops as dashboard_ops
 from offload.dashboard import pages as dashboard_pages
 from offload.dashboard import routes as dashboard
 from offload.dashboard.login import verify_session
@@ -61,8 +65,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None,
     problems.install(app)
     for router in _ROUTERS:
         app.include_router(router)
-    for router in ops_routers():  # pause, audit, alerts (API and dashboard pages)
-        app.include_router(router)
+    for router in (pause.router, audit.router, alerts.router, dashboard_ops.router):
+        app.include_router(router)  # pause, audit, alerts (API and dashboard pages)
     app.add_middleware(AuditLog, store_of=lambda scope: engine.store)
     app.add_middleware(BodyLimit, limit=engine.settings.max_body_bytes)
     # Outermost: valid task ingest skips the stack above (same handlers, same answers).

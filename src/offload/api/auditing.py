@@ -261,11 +261,3 @@ async def audit_request(request: Any, *, action: str, target_kind: str | None = 
                        related_id=related_id,
                        request_id=request_id_of(scope.get("headers") or []),
                        outcome=outcome, details=details)
-
-
-def ops_routers() -> list[Any]:
-    """The routers of pause, audit and alerts (API and dashboard), for the app factory."""
-    from offload.api.v1 import alerts, audit, pause
-    from offload.dashboard import ops
-
-    return [pause.router, audit.router, alerts.router, ops.router]

@@ -6,7 +6,6 @@ Every action here is recorded in the audit log by :mod:`offload.api.auditing`.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
@@ -18,7 +17,6 @@ from offload.engine.alerts import all_rules, rule_json
 from offload.engine.audit import audit_json
 from offload.engine.pause import ops_store
 from offload.models import HTTP_FUNCTION_ID
-from offload.store.base import Store
 from offload.store.ops import AuditFilter
 
 router = APIRouter(include_in_schema=False)
@@ -34,11 +32,6 @@ def target_link(kind: str | None, target: str | None) -> str | None:
     if pattern is None or not target:
         return None
     return pattern.format(quote(target, safe=""))
-
-
-async def queue_rows(store: Store) -> list[dict[str, Any]]:
-    """Queues with their pause state, for the Queues page's Pause / Resume buttons."""
-    return [pausing.queue_json(q) for q in await pausing.queues(store)]
 
 
 def _text(request: Request, name: str, limit: int = 200) -> str | None:

@@ -803,9 +803,10 @@ async def crons(request: Request) -> Response:
 
 
 async def _pause_queues(store: Any) -> list[dict[str, Any]]:
-    from offload.dashboard.ops import queue_rows  # pause state: dashboard/ops.py
+    """Queues with their pause state, for the Queues page's Pause / Resume buttons."""
+    from offload.engine import pause as pausing
 
-    return await queue_rows(store)
+    return [pausing.queue_json(q) for q in await pausing.queues(store)]
 
 
 @router.get("/queues")
