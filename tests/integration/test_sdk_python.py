@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
 SIGNING_KEY = "signkey-test-" + "ab12" * 16
@@ -100,13 +101,11 @@ class Setup:
         return self.finish(self.start(name, data))
 
     def until_status(self, run_id: str, status: str, timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def probe() -> dict[str, Any] | None:
             run = self.api("GET", f"/v1/runs/{run_id}").json()
-            if run["status"] == status:
-                return dict(run)
-            assert time.monotonic() < deadline, run
-            time.sleep(0.05)
+            return dict(run) if run["status"] == status else None
+
+        return eventually(probe, timeout=timeout, what=f"run {run_id} to be {status}")
 
     def counts(self, run_id: str) -> dict[str, int]:
         body = httpx.get(f"{self.app_url}/counts").json()
@@ -118,14 +117,14 @@ class Setup:
 
 
 def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> bool:
         try:
             httpx.get(url, timeout=1)
-            return
         except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+            return False
+        return True
+
+    eventually(up, timeout=timeout, what=f"{url} to come up")
 
 
 @pytest.fixture(scope="module", params=SETUPS, ids=["-".join(s) for s in SETUPS])
@@ -360,14 +359,12 @@ def test_non_retriable_error_runs_on_failure(setup: Setup) -> None:
     assert run["status"] == "failed"
     assert run["error"]["message"] == "no way"
     assert setup.counts(run_id) == {"try": 1}
-    deadline = time.monotonic() + 15
-    while True:
+    def mine_of() -> list[dict[str, Any]]:
         failures = httpx.get(f"{setup.app_url}/failures").json()
-        mine = [f for f in failures if f.get("run_id") == run_id]
-        if mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert mine, failures
+        return [f for f in failures if f.get("run_id") == run_id]
+
+    mine = eventually(mine_of, timeout=15, interval=0.1,
+                      what=f"the on_failure handler to record run {run_id}")
     assert mine[0]["function_id"] == "pyapp-doomed"
     assert mine[0]["error"]["message"] == "no way"
 

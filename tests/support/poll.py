@@ -10,11 +10,13 @@ T = TypeVar("T")
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
-               interval: float = 0.05, what: str = "the condition") -> T:
+               interval: float = 0.05, what: str = "the condition",
+               detail: Callable[[], object] | None = None) -> T:
     """Call ``probe`` until it returns something truthy; that value.
 
-    Fails with ``what`` in the message once ``timeout`` seconds have passed. Exceptions
-    from ``probe`` propagate (catch the expected ones inside it).
+    Fails with ``what`` in the message once ``timeout`` seconds have passed (followed by
+    ``detail()``, if given: the state seen, a log tail). Exceptions from ``probe``
+    propagate (catch the expected ones inside it).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -22,5 +24,8 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            message = f"timed out after {timeout:g}s waiting for {what}"
+            if detail is not None:
+                message += f": {detail()}"
+            raise AssertionError(message)
         time.sleep(interval)
