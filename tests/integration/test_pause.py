@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 from tests.support.tasks import submit
 
@@ -48,10 +49,9 @@ def _status(api: httpx.Client, run_id: str) -> str:
 
 
 def _wait_status(api: httpx.Client, run_id: str, status: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while (found := _status(api, run_id)) != status:
-        assert time.monotonic() < deadline, f"run {run_id} is {found}, not {status}"
-        time.sleep(0.1)
+    eventually(lambda: _status(api, run_id) == status, timeout=timeout, interval=0.1,
+               what=f"run {run_id} to be {status}",
+               detail=lambda: f"it is {_status(api, run_id)}")
 
 
 def _queue(api: httpx.Client, name: str) -> dict[str, Any]:
