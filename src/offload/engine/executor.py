@@ -21,6 +21,7 @@ lost.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -125,6 +126,31 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Pass:
+    """One pass over a 206's ops: what the handlers found so far."""
+
+    fn: Function
+    run: Run
+    events: list[Event]
+    item: QueueItem
+    call: Call
+    outcome: Outcome
+    at: datetime
+    finished_now: set[str] = field(default_factory=set)
+    """Steps that ended in this response."""
+    planned: list[str] = field(default_factory=list)
+    """Steps whose own call this response queued."""
+    race: bool = False
+    sleeping: bool = False
+    waiting: bool = False
+    complete: bool = False
+    """The function returned: stop reading ops."""
+
+
+_Handler = Callable[[_Pass, GeneratorOp, Step | None], Awaitable[None]]
+
+
 class Executor:
     """Runs durable-function attempts for an engine."""
 
@@ -136,6 +162,16 @@ class Executor:
         self.settings = settings
         self.runs = runs
         """The run lifecycle: ends runs the executor gives up on, wakes waiters."""
+        self._handlers: dict[Opcode, _Handler] = {
+            Opcode.StepRun: self._op_step_run, Opcode.Step: self._op_step_run,
+            Opcode.StepError: self._op_step_error, Opcode.StepFailed: self._op_step_error,
+            Opcode.StepPlanned: self._op_step_planned, Opcode.Sleep: self._op_sleep,
+            Opcode.WaitForEvent: self._op_wait_for_event,
+            Opcode.InvokeFunction: self._op_invoke,
+            Opcode.RunComplete: self._op_run_complete,
+            Opcode.SyncRunComplete: self._op_run_complete,
+        }
+        """One handler per opcode; any other opcode fails its step (``_op_unsupported``)."""
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -372,12 +408,9 @@ class Executor:
         change = outcome.change
         patch = change.run_patches[0]
         steps = {s.id: s for s in run.steps or []}
-        response = call.response
-        finished_now: set[str] = set()
-        race = False
-        planned: list[str] = []
-        sleeping = waiting = False
-        for op in response.ops:
+        p = _Pass(fn=fn, run=run, events=events, item=item, call=call, outcome=outcome,
+                  at=at)
+        for op in call.response.ops:
             known = steps.get(op.id)
             if known is not None and known.status in _DONE:
                 continue  # recorded once; a repeat report changes nothing
@@ -385,118 +418,24 @@ class Executor:
                 # A sleep, wait or invoke reported again while it is still pending (a
                 # parallel group re-discovered after its quick siblings ended): progress
                 # in flight, not a stall.
-                sleeping = sleeping or known.status is StepStatus.SLEEPING
-                waiting = waiting or known.status is StepStatus.WAITING
+                p.sleeping = p.sleeping or known.status is StepStatus.SLEEPING
+                p.waiting = p.waiting or known.status is StepStatus.WAITING
                 continue
-            name = op.step_name
-            if op.op in (Opcode.StepRun, Opcode.Step):
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
-                    status=StepStatus.COMPLETED, attempts=call.attempt + 1, output=op.data,
-                    error=None, started_at=call.started_at, ended_at=at,
-                    history=with_attempt(known, call, StepStatus.COMPLETED, at, None)))
-                finished_now.add(op.id)
-                race = race or _is_race(known, op)
-            elif op.op in (Opcode.StepError, Opcode.StepFailed):
-                error = op.error or RunError("Error", "step failed")
-                last = (op.op is Opcode.StepFailed or response.no_retry
-                        or call.attempt + 1 >= call.max_attempts)
-                status = StepStatus.FAILED if last else StepStatus.ERRORED
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
-                    status=status, attempts=call.attempt + 1, error=error,
-                    started_at=call.started_at, ended_at=at if last else None,
-                    history=with_attempt(known, call, status, at, error)))
-                if last:
-                    finished_now.add(op.id)
-                    race = race or _is_race(known, op)
-                else:
-                    delay = attempts.next_retry_delay(attempt=call.attempt,
-                                                      retry_after=response.retry_after, now=at)
-                    change.items.append(NewItem(
-                        kind=ItemKind.RUN, run_id=run.id, due_at=at + delay, queue=item.queue,
-                        payload={"step_id": op.id, "attempt": call.attempt + 1}))
-                    planned.append(op.id)
-            elif op.op is Opcode.StepPlanned:
-                if known is not None or op.id in planned:
-                    continue  # already planned: its own call is queued
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=_run_kind(known, op),
-                    status=StepStatus.PLANNED, attempts=0,
-                    input={"parallel_mode": op.parallel_mode}))
-                change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id, due_at=at,
-                                            queue=item.queue,
-                                            payload={"step_id": op.id, "attempt": 0}))
-                planned.append(op.id)
-            elif op.op is Opcode.Sleep:
-                if known is not None:
-                    continue
-                until = sleep_until(op, at)
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.SLEEP,
-                    status=StepStatus.SLEEPING, input={"until": until.isoformat()},
-                    started_at=at))
-                change.items.append(NewItem(kind=ItemKind.RUN, run_id=run.id,
-                                            due_at=max(until, at), queue=item.queue,
-                                            payload={"wake": op.id}))
-                sleeping = True
-            elif op.op is Opcode.WaitForEvent:
-                if known is not None:
-                    continue
-                spec = wait_for_event_spec(op)
-                expires = at + spec.timeout
-                wait_id = new_id()
-                trigger = events[0].as_payload() if events else {}
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.WAIT_FOR_EVENT,
-                    status=StepStatus.WAITING,
-                    input={"event": spec.event, "if": spec.expression,
-                           "timeout_at": expires.isoformat()}, started_at=at))
-                change.waits.append(NewWait(
-                    id=wait_id, run_id=run.id, step_id=op.id, created_at=at,
-                    event_name=spec.event, expression=spec.expression,
-                    trigger={"event": trigger, "name": name, "kind": "event"},
-                    expires_at=expires))
-                change.items.append(NewItem(
-                    kind=ItemKind.WAIT_TIMEOUT, run_id=run.id, due_at=expires,
-                    queue=item.queue, payload={"wait_id": wait_id, "step_id": op.id,
-                                               "kind": "event", "name": name}))
-                waiting = True
-            elif op.op is Opcode.InvokeFunction:
-                if known is not None:
-                    continue
-                waiting = await self._invoke(fn, run, item, op, change, at) or waiting
-                if not waiting:
-                    finished_now.add(op.id)
-            elif op.op in (Opcode.RunComplete, Opcode.SyncRunComplete):
-                change.steps.clear()
-                change.items.clear()
-                change.waits.clear()
-                change.runs.clear()
-                change.events.clear()
-                self._complete(fn, run, events, change, patch, op.data, at)
-                outcome.finished = True
+            handler = self._handlers.get(op.op, self._op_unsupported)
+            await handler(p, op, known)
+            if p.complete:
                 return True
-            else:
-                unsupported = RunError("UnsupportedOpcode",
-                                       f"offload does not support {op.op.value} yet")
-                change.steps.append(StepWrite(
-                    run_id=run.id, id=op.id, name=name, kind=StepKind.RUN,
-                    status=StepStatus.FAILED, attempts=call.attempt + 1, error=unsupported,
-                    started_at=call.started_at, ended_at=at,
-                    history=with_attempt(known, call, StepStatus.FAILED, at,
-                                         dict(unsupported))))
-                finished_now.add(op.id)
         # Who calls the app next: a discovery call once no planned step is outstanding
         # (wait mode), or after each finished step in race mode.
+        finished_now, planned = p.finished_now, p.planned
         still_pending = [s.id for s in pending_steps(list(steps.values()))
                          if s.id not in finished_now and s.id != call.target] + planned
         if call.target is not None and call.target not in finished_now \
                 and call.target not in planned and call.target in steps:
             # The targeted step did not report itself; leave it pending for a retry.
             still_pending.append(call.target)
-        discover = bool(finished_now) and (race or not still_pending)
-        if not finished_now and not planned and not sleeping and not waiting \
+        discover = bool(finished_now) and (p.race or not still_pending)
+        if not finished_now and not planned and not p.sleeping and not p.waiting \
                 and not still_pending:
             return False
         if discover:
@@ -504,14 +443,138 @@ class Executor:
                                         queue=item.queue, payload={"attempt": 0}))
         if discover or planned or still_pending:
             patch.status = RunStatus.RUNNING
-        elif sleeping:
+        elif p.sleeping:
             patch.status = RunStatus.SLEEPING
-        elif waiting:
+        elif p.waiting:
             patch.status = RunStatus.WAITING
         else:
             patch.status = RunStatus.RUNNING
         patch.error = None
         return True
+
+    # -- one handler per opcode (see ``_handlers``) ----------------------------------------
+
+    async def _op_step_run(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """A step ran and returned: record its output."""
+        call, at = p.call, p.at
+        p.outcome.change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=op.step_name, kind=_run_kind(known, op),
+            status=StepStatus.COMPLETED, attempts=call.attempt + 1, output=op.data,
+            error=None, started_at=call.started_at, ended_at=at,
+            history=with_attempt(known, call, StepStatus.COMPLETED, at, None)))
+        p.finished_now.add(op.id)
+        p.race = p.race or _is_race(known, op)
+
+    async def _op_step_error(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """A step raised: retry it with backoff, or fail it on its last attempt."""
+        call, at, response, change = p.call, p.at, p.call.response, p.outcome.change
+        error = op.error or RunError("Error", "step failed")
+        last = (op.op is Opcode.StepFailed or response.no_retry
+                or call.attempt + 1 >= call.max_attempts)
+        status = StepStatus.FAILED if last else StepStatus.ERRORED
+        change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=op.step_name, kind=_run_kind(known, op),
+            status=status, attempts=call.attempt + 1, error=error,
+            started_at=call.started_at, ended_at=at if last else None,
+            history=with_attempt(known, call, status, at, error)))
+        if last:
+            p.finished_now.add(op.id)
+            p.race = p.race or _is_race(known, op)
+        else:
+            delay = attempts.next_retry_delay(attempt=call.attempt,
+                                              retry_after=response.retry_after, now=at)
+            change.items.append(NewItem(
+                kind=ItemKind.RUN, run_id=p.run.id, due_at=at + delay, queue=p.item.queue,
+                payload={"step_id": op.id, "attempt": call.attempt + 1}))
+            p.planned.append(op.id)
+
+    async def _op_step_planned(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """A parallel step to run: record it and queue its own call."""
+        if known is not None or op.id in p.planned:
+            return  # already planned: its own call is queued
+        change = p.outcome.change
+        change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=op.step_name, kind=_run_kind(known, op),
+            status=StepStatus.PLANNED, attempts=0,
+            input={"parallel_mode": op.parallel_mode}))
+        change.items.append(NewItem(kind=ItemKind.RUN, run_id=p.run.id, due_at=p.at,
+                                    queue=p.item.queue,
+                                    payload={"step_id": op.id, "attempt": 0}))
+        p.planned.append(op.id)
+
+    async def _op_sleep(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """``step.sleep``: record the sleep and queue its wake-up."""
+        if known is not None:
+            return
+        at, change = p.at, p.outcome.change
+        until = sleep_until(op, at)
+        change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=op.step_name, kind=StepKind.SLEEP,
+            status=StepStatus.SLEEPING, input={"until": until.isoformat()},
+            started_at=at))
+        change.items.append(NewItem(kind=ItemKind.RUN, run_id=p.run.id,
+                                    due_at=max(until, at), queue=p.item.queue,
+                                    payload={"wake": op.id}))
+        p.sleeping = True
+
+    async def _op_wait_for_event(self, p: _Pass, op: GeneratorOp, known: Step | None
+                                 ) -> None:
+        """``step.waitForEvent``: record the wait and queue its timeout."""
+        if known is not None:
+            return
+        at, change, name = p.at, p.outcome.change, op.step_name
+        spec = wait_for_event_spec(op)
+        expires = at + spec.timeout
+        wait_id = new_id()
+        trigger = p.events[0].as_payload() if p.events else {}
+        change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=name, kind=StepKind.WAIT_FOR_EVENT,
+            status=StepStatus.WAITING,
+            input={"event": spec.event, "if": spec.expression,
+                   "timeout_at": expires.isoformat()}, started_at=at))
+        change.waits.append(NewWait(
+            id=wait_id, run_id=p.run.id, step_id=op.id, created_at=at,
+            event_name=spec.event, expression=spec.expression,
+            trigger={"event": trigger, "name": name, "kind": "event"},
+            expires_at=expires))
+        change.items.append(NewItem(
+            kind=ItemKind.WAIT_TIMEOUT, run_id=p.run.id, due_at=expires,
+            queue=p.item.queue, payload={"wait_id": wait_id, "step_id": op.id,
+                                         "kind": "event", "name": name}))
+        p.waiting = True
+
+    async def _op_invoke(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """``step.invoke``: start the child run and wait for it."""
+        if known is not None:
+            return
+        p.waiting = await self._invoke(p.fn, p.run, p.item, op, p.outcome.change,
+                                       p.at) or p.waiting
+        if not p.waiting:
+            p.finished_now.add(op.id)
+
+    async def _op_run_complete(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """The function returned: drop everything else this response planned and finish."""
+        change = p.outcome.change
+        change.steps.clear()
+        change.items.clear()
+        change.waits.clear()
+        change.runs.clear()
+        change.events.clear()
+        self._complete(p.fn, p.run, p.events, change, change.run_patches[0], op.data, p.at)
+        p.outcome.finished = True
+        p.complete = True
+
+    async def _op_unsupported(self, p: _Pass, op: GeneratorOp, known: Step | None) -> None:
+        """An opcode offload does not handle: the step fails."""
+        call, at = p.call, p.at
+        unsupported = RunError("UnsupportedOpcode",
+                               f"offload does not support {op.op.value} yet")
+        p.outcome.change.steps.append(StepWrite(
+            run_id=p.run.id, id=op.id, name=op.step_name, kind=StepKind.RUN,
+            status=StepStatus.FAILED, attempts=call.attempt + 1, error=unsupported,
+            started_at=call.started_at, ended_at=at,
+            history=with_attempt(known, call, StepStatus.FAILED, at, dict(unsupported))))
+        p.finished_now.add(op.id)
 
     async def _invoke(self, fn: Function, run: Run, item: QueueItem, op: GeneratorOp,
                       change: Change, at: datetime) -> bool:
