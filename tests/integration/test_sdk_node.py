@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -55,14 +56,10 @@ class NodeApp:
         env.update(self.env, PORT=str(self.port))
         self.proc = subprocess.Popen(["node", "server.mjs"], cwd=APP_DIR, env=env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/counts", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"node app did not start: {self.log.read_text()[-3000:]}")
+        eventually(lambda: answers(f"http://127.0.0.1:{self.port}/counts"), timeout=20,
+                   interval=0.1, what="the node app to start",
+                   detail=lambda: self.log.read_text()[-3000:])
+        return self
 
     def counts(self) -> dict[str, int]:
         result: dict[str, int] = httpx.get(f"http://127.0.0.1:{self.port}/counts").json()
@@ -118,28 +115,31 @@ def runs_of(engine: EngineProcess, function_id: str) -> list[dict[str, Any]]:
 
 
 def finished_run(engine: EngineProcess, function_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def probe() -> dict[str, Any] | None:
         for run in runs_of(engine, function_id):
             if run["status"] in ("completed", "failed", "cancelled"):
                 full: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{run['id']}").json()
                 return full
-        time.sleep(0.1)
-    raise AssertionError(f"no finished run of {function_id}: {runs_of(engine, function_id)}")
+        return None
+
+    return eventually(probe, timeout=timeout, interval=0.1,
+                      what=f"a finished run of {function_id}",
+                      detail=lambda: runs_of(engine, function_id))
 
 
 def run_for(engine: EngineProcess, event_id: str, timeout: float = 30) -> dict[str, Any]:
     """The run the event started, once it has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def probe() -> dict[str, Any] | None:
         runs = httpx.get(f"{engine.url}/v1/events/{event_id}").json().get("runs") or []
         if runs:
             run: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{runs[0]['id']}/wait",
                                             params={"timeout": 10}).json()
             if run["status"] in ("completed", "failed", "cancelled"):
                 return run
-        time.sleep(0.1)
-    raise AssertionError(f"event {event_id} started no finished run")
+        return None
+
+    return eventually(probe, timeout=timeout, interval=0.1,
+                      what=f"event {event_id} to start a finished run")
 
 
 def test_node_sdk_timeouts_failures_and_cron(stack: tuple[EngineProcess, NodeApp]) -> None:
@@ -161,13 +161,13 @@ def test_node_sdk_timeouts_failures_and_cron(stack: tuple[EngineProcess, NodeApp
 def test_node_sdk_run_survives_engine_sigkill(stack: tuple[EngineProcess, NodeApp]) -> None:
     engine, app = stack
     event_id = send(engine, "node/steady", {"k": "a"})
-    deadline = time.monotonic() + 20
-    while True:
+
+    def sleeping() -> bool:
         runs = httpx.get(f"{engine.url}/v1/events/{event_id}").json().get("runs") or []
-        if runs and runs[0]["status"] == "sleeping":
-            break
-        assert time.monotonic() < deadline, runs
-        time.sleep(0.05)
+        return bool(runs) and runs[0]["status"] == "sleeping"
+
+    eventually(sleeping, timeout=20, what=f"the run of event {event_id} to be sleeping",
+               detail=lambda: httpx.get(f"{engine.url}/v1/events/{event_id}").json())
     engine.kill()
     engine.start()
     run = run_for(engine, event_id)
@@ -210,7 +210,8 @@ def test_node_sdk_scenarios(stack: tuple[EngineProcess, NodeApp]) -> None:
     assert counts["parallel.sum"] == 1
 
     # wait-for-event: a non-matching event is ignored, the matching one resumes the run
-    time.sleep(0.5)
+    eventually(lambda: [r for r in runs_of(engine, "node-app-waiter") if r["status"] == "waiting"],
+               timeout=30, what="the node-app-waiter run to be waiting")
     send(engine, "node/wait.fulfil", {"id": 8})
     time.sleep(0.5)
     assert runs_of(engine, "node-app-waiter")[0]["status"] == "waiting"

@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
-from tests.support.poll import eventually
+from tests.support.poll import answers, eventually
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
 SIGNING_KEY = "signkey-test-" + "ab12" * 16
@@ -117,14 +117,7 @@ class Setup:
 
 
 def _wait_http(url: str, timeout: float = 20) -> None:
-    def up() -> bool:
-        try:
-            httpx.get(url, timeout=1)
-        except httpx.HTTPError:
-            return False
-        return True
-
-    eventually(up, timeout=timeout, what=f"{url} to come up")
+    eventually(lambda: answers(url), timeout=timeout, what=f"{url} to come up")
 
 
 @pytest.fixture(scope="module", params=SETUPS, ids=["-".join(s) for s in SETUPS])

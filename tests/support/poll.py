@@ -6,7 +6,18 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
+
+
+def answers(url: str) -> bool:
+    """Whether something answers HTTP at ``url`` (any status): a probe for ``eventually``."""
+    try:
+        httpx.get(url, timeout=1)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 15.0,
