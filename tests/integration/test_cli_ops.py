@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 from tests.support.target import Target
 
 OFFLOAD = str(Path(sys.executable).parent / "offload")
@@ -196,15 +197,14 @@ def _start_app(port: int, engine_url: str, log: Path,
     proc = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--framework", "fastapi",
                              "--port", str(port)], env=env, stdout=handle,
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/counts", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"app did not start:\n{log.read_text()}")
+    try:
+        eventually(lambda: answers(f"http://127.0.0.1:{port}/counts"), timeout=30,
+                   interval=0.1, what=f"the app {app_id} to start",
+                   detail=lambda: "\n" + log.read_text())
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -225,7 +225,8 @@ def test_apps_sync(engine: EngineProcess, tmp_path: Path) -> None:
         # A step that fails once then succeeds: both attempts under the step in the tree.
         event = json.loads(offload("events", "send", "t/flaky", "--json",
                                    url=engine.url).stdout)["ids"][0]
-        runs = _until(lambda: httpx.get(f"{engine.url}/v1/events/{event}").json()["runs"])
+        runs = eventually(lambda: httpx.get(f"{engine.url}/v1/events/{event}").json()["runs"],
+                          timeout=30, interval=0.2, what=f"a run of event {event}")
         run_id = runs[0]["id"]
         httpx.get(f"{engine.url}/v1/runs/{run_id}/wait", params={"timeout": 30}, timeout=40)
         tree = offload("runs", "show", run_id, url=engine.url).stdout
@@ -249,16 +250,6 @@ def _synced_at(engine_url: str, app_id: str = "pyapp") -> str | None:
     return None
 
 
-def _until(predicate: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> None:
     app_port, late_port = free_port(), free_port()
     app_url = f"http://127.0.0.1:{app_port}/api/inngest"
@@ -268,24 +259,29 @@ def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> Non
     late: subprocess.Popen[bytes] | None = None
     try:
         dev.start()
-        first = _until(lambda: _synced_at(dev.url))
+        first = eventually(lambda: _synced_at(dev.url), timeout=30, interval=0.2,
+                           what="dev -u to sync pyapp")
         # An app that was down when the engine started is synced once it comes up.
         late = _start_app(late_port, dev.url, tmp_path / "late.log", app_id="lateapp")
-        _until(lambda: _synced_at(dev.url, "lateapp"))
+        eventually(lambda: _synced_at(dev.url, "lateapp"), timeout=30, interval=0.2,
+                   what="dev -u to sync lateapp once it is up")
         r = httpx.post(f"{dev.url}/v1/events", json={"name": "t/two", "data": {"value": 1}})
         assert r.status_code == 202
 
         _stop(app)  # a restart: down, then up again
         time.sleep(2.5)
         app = _start_app(app_port, dev.url, tmp_path / "app.log")
-        second = _until(lambda: (_synced_at(dev.url) or "") > first and _synced_at(dev.url))
+        second = eventually(
+            lambda: (_synced_at(dev.url) or "") > first and _synced_at(dev.url),
+            timeout=30, interval=0.2, what="dev -u to re-sync the restarted pyapp")
         assert second > first
         assert "synced app pyapp" in dev.logs() and "not reachable" in dev.logs()
 
         # functions run after the re-sync, against the restarted app
         event = httpx.post(f"{dev.url}/v1/events",
                            json={"name": "t/two", "data": {"value": 7}}).json()["ids"][0]
-        runs = _until(lambda: httpx.get(f"{dev.url}/v1/events/{event}").json()["runs"])
+        runs = eventually(lambda: httpx.get(f"{dev.url}/v1/events/{event}").json()["runs"],
+                          timeout=30, interval=0.2, what=f"a run of event {event}")
         done = httpx.get(f"{dev.url}/v1/runs/{runs[0]['id']}/wait",
                          params={"timeout": 30}, timeout=40).json()
         assert done["status"] == "completed" and done["output"]["b"] == {"got": 7}
