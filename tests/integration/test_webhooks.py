@@ -32,6 +32,7 @@ import pytest
 import standardwebhooks
 
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 from tests.support.target import Target
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
@@ -92,14 +93,8 @@ def sdk_app(engine: EngineProcess, api: httpx.Client,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/counts", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the SDK app did not start"
-                time.sleep(0.1)
+        eventually(lambda: answers(f"{url}/counts"), timeout=30, interval=0.1,
+                   what="the SDK app to start")
         synced = api.post("/v1/apps", json={"url": f"{url}/api/inngest"})
         assert synced.status_code == 200, synced.text
         yield url
@@ -152,12 +147,11 @@ def events_named(api: httpx.Client, name: str) -> list[dict[str, Any]]:
 
 def wait_runs(api: httpx.Client, event_id: str, n: int, timeout: float = 20
               ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def probe() -> list[dict[str, Any]] | None:
         runs: list[dict[str, Any]] = api.get(f"/v1/events/{event_id}").json()["runs"]
-        if len(runs) >= n or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.05)
+        return runs if len(runs) >= n else None
+
+    return eventually(probe, timeout=timeout, what=f"{n} run(s) of event {event_id}")
 
 
 def wait_done(api: httpx.Client, run_id: str) -> dict[str, Any]:
