@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = pytest.mark.chaos
@@ -37,22 +38,18 @@ def test_kill9_then_restart_retries_in_flight_work_within_seconds(
                 for n in range(TASKS)]})
             assert response.status_code == 202, response.text
             ids = [d["id"] for d in response.json()["data"]]
-        deadline = time.monotonic() + 20
-        while len({r.path for r in target.received}) < TASKS:
-            assert time.monotonic() < deadline, "calls never started"
-            time.sleep(0.05)
+        eventually(lambda: len({r.path for r in target.received}) >= TASKS, timeout=20,
+                   what=f"all {TASKS} calls to start")
         engine.kill()
         engine.start()
         restarted = time.monotonic()
         with httpx.Client(base_url=engine.url, timeout=30) as client:
-            while True:
-                statuses = [client.get(f"/v1/runs/{i}").json()["status"] for i in ids]
-                if all(s == "completed" for s in statuses):
-                    break
-                assert time.monotonic() - restarted < 8, (
-                    f"in-flight work not retried within 8 s of the restart: {statuses}\n"
-                    f"{engine.logs()}")
-                time.sleep(0.2)
+            def statuses() -> list[str]:
+                return [client.get(f"/v1/runs/{i}").json()["status"] for i in ids]
+
+            eventually(lambda: all(s == "completed" for s in statuses()), timeout=8,
+                       interval=0.2, what="the in-flight work to be retried after the restart",
+                       detail=lambda: f"{statuses()}\n{engine.logs()}")
         took = time.monotonic() - restarted
         assert all(len(target.at(f"/hang/{n}")) == 2 for n in range(TASKS))
         print(f"in-flight work of the killed engine completed {took:.1f}s after the restart")
@@ -77,17 +74,12 @@ def test_second_engine_on_the_same_data_dir_takes_back_nothing(
                 {"url": f"{target.url}/slow/{n}", "timeout": 30} for n in range(4)]})
             assert response.status_code == 202, response.text
             ids = [d["id"] for d in response.json()["data"]]
-        deadline = time.monotonic() + 20
-        while len(target.received) < 4:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: len(target.received) >= 4, timeout=20, what="all 4 calls to start")
         second.start()
         with httpx.Client(base_url=first.url, timeout=30) as client:
-            deadline = time.monotonic() + 20
-            while not all(client.get(f"/v1/runs/{i}").json()["status"] == "completed"
-                          for i in ids):
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            eventually(lambda: all(client.get(f"/v1/runs/{i}").json()["status"] == "completed"
+                                   for i in ids),
+                       timeout=20, interval=0.2, what="all 4 runs to complete")
         assert len(target.received) == 4, "the second engine took back live leases"
         assert sorted(p.name for p in (data / "node-slots").iterdir()) == ["0.lock", "1.lock"]
     finally:

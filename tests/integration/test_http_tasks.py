@@ -25,6 +25,7 @@ import pytest
 
 from offload.outbound.webhooks import generate_secret, verify
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 from tests.support.target import Received, Target
 from tests.support.tasks import submit
 
@@ -285,13 +286,12 @@ def test_connection_refused_is_retried_until_the_server_appears(api: httpx.Clien
     port = free_port()
     path = f"/{tag}/late-server"
     run_id = submit(api, url=f"http://127.0.0.1:{port}{path}", retries=10)["id"]
-    deadline = time.monotonic() + 15
-    while True:
+
+    def attempted() -> dict[str, Any] | None:
         run = get_run(api, run_id)
-        if run["attempt"] >= 1:
-            break
-        assert time.monotonic() < deadline, "no attempt was made"
-        time.sleep(0.05)
+        return run if run["attempt"] >= 1 else None
+
+    run = eventually(attempted, timeout=15, what=f"a first attempt of run {run_id}")
     assert run["status"] in {"queued", "running"}
     assert "ConnectError" in run["error"]["message"]
     assert step(run, "request")["status"] == "errored"
