@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 TASKS = 400
@@ -67,19 +68,22 @@ def runs_in(engine: EngineProcess, queue: str) -> dict[str, dict[str, Any]]:
 
 def wait_all_completed(engine: EngineProcess, queue: str, ids: set[str]) -> dict[str, Any]:
     """Every run of ``queue`` ends completed within DONE_WITHIN_S, or fail with a summary."""
-    deadline = time.monotonic() + DONE_WITHIN_S
-    while True:
-        runs = runs_in(engine, queue)
-        statuses = collections.Counter(r["status"] for r in runs.values())
+    seen: dict[str, dict[str, Any]] = {}
+
+    def all_completed() -> dict[str, Any] | None:
+        runs = seen["runs"] = runs_in(engine, queue)
         missing = ids - runs.keys()
         assert not missing, f"{len(missing)} accepted runs are gone, e.g. {sorted(missing)[:3]}"
-        if statuses == {"completed": len(runs)}:
-            return runs
-        if time.monotonic() > deadline:
-            stuck = [r for r in runs.values() if r["status"] != "completed"][:3]
-            raise AssertionError(f"not all runs completed in {DONE_WITHIN_S}s: "
-                                 f"{dict(statuses)}; e.g. {stuck}\n{engine.logs()}")
-        time.sleep(0.25)
+        return runs if all(r["status"] == "completed" for r in runs.values()) else None
+
+    def summary() -> str:
+        runs = seen["runs"]
+        stuck = [r for r in runs.values() if r["status"] != "completed"][:3]
+        statuses = collections.Counter(r["status"] for r in runs.values())
+        return f"{dict(statuses)}; e.g. {stuck}\n{engine.logs()}"
+
+    return eventually(all_completed, timeout=DONE_WITHIN_S, interval=0.25,
+                      what=f"every run of {queue} to complete", detail=summary)
 
 
 def test_kill9_with_hundreds_in_flight_loses_nothing(
