@@ -16,6 +16,7 @@ import pytest
 from tests.browser.test_dashboard import _shot, browser  # noqa: F401 - a shared fixture
 from tests.browser.test_dashboard_ops import sdk_app  # noqa: F401 - a shared fixture
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = pytest.mark.browser
@@ -52,16 +53,6 @@ def page(browser: Any) -> Iterator[Any]:  # noqa: F811 - the imported browser fi
     context.close()
 
 
-def _until(predicate: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def _task(api: httpx.Client, url: str, **kw: Any) -> str:
     r = api.post("/v1/tasks", json={"url": url, **kw})
     assert r.status_code == 202, r.text
@@ -91,7 +82,8 @@ def test_queue_pause_and_resume_buttons(page: Any, engine: EngineProcess, api: h
 
     row.locator('button[data-queue-action="resume"]').click()
     page.wait_for_url(re.compile(r"/queues$"))
-    _until(lambda: _status(api, run_id) == "completed")
+    eventually(lambda: _status(api, run_id) == "completed", timeout=30, interval=0.1,
+               what=f"run {run_id} to complete")
     # active again (or gone from the list: an empty queue without a pause is not shown)
     assert page.locator('#pause-queues tr[data-queue="mail"][data-paused="yes"]').count() == 0
     assert api.get("/v1/queues/mail").json()["paused"] is False
@@ -123,15 +115,17 @@ def test_function_pause_button_holds_a_durable_function(page: Any, engine: Engin
     page.goto(f"{engine.url}/functions/{fn}")
 
     event = api.post("/v1/events", json={"name": "t/two", "data": {"value": 7}}).json()
-    run_id = _until(lambda: (api.get(f"/v1/events/{event['ids'][0]}").json().get("runs")
-                             or [{}])[0].get("id"))
+    run_id = eventually(lambda: (api.get(f"/v1/events/{event['ids'][0]}").json().get("runs")
+                                 or [{}])[0].get("id"),
+                        timeout=30, interval=0.1, what="the run of the t/two event")
     time.sleep(1.5)
     assert _status(api, run_id) == "queued"
 
     page.click("#pause-toggle")
     page.wait_for_url(re.compile(f"/functions/{fn}$"))
     assert page.locator("#paused").count() == 0
-    _until(lambda: _status(api, run_id) == "completed")
+    eventually(lambda: _status(api, run_id) == "completed", timeout=30, interval=0.1,
+               what=f"run {run_id} to complete")
     listed = {f["id"]: f for f in api.get("/v1/functions").json()["data"]}
     assert listed[fn]["paused"] is False
 
@@ -171,8 +165,9 @@ def test_alerts_page_shows_a_firing_rule_and_its_notification(page: Any,
         "data-state") in ("pending", "ok")
 
     _task(api, f"{target.url}/bad", queue="dlq", retries=0)
-    _until(lambda: [r for r in target.at("/hook")
-                    if json.loads(r.body)["status"] == "firing"])
+    eventually(lambda: [r for r in target.at("/hook")
+                        if json.loads(r.body)["status"] == "firing"],
+               timeout=30, interval=0.1, what="a firing alert at the webhook")
     page.goto(f"{engine.url}/alerts")
     assert page.locator('#alert-rules tr[data-rule="dlq-growing"]').get_attribute(
         "data-state") == "firing"
@@ -198,4 +193,5 @@ def test_http_tasks_page_pauses_every_task(page: Any, engine: EngineProcess,
     page.click("#pause-toggle")
     page.wait_for_url(re.compile(r"/functions/http$"))
     assert page.locator("#paused").count() == 0
-    _until(lambda: _status(api, run_id) == "completed")
+    eventually(lambda: _status(api, run_id) == "completed", timeout=30, interval=0.1,
+               what=f"run {run_id} to complete")
