@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.slow]
 
@@ -30,16 +31,17 @@ EXAMPLES = ROOT / "examples"
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited {proc.returncode}: {log.read_text()[-3000:]}")
         try:
             httpx.get(url, timeout=5)
-            return
         except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer: {log.read_text()[-3000:]}")
+            return False
+        return True
+
+    eventually(up, timeout=timeout, interval=0.2, what=f"{url} to answer",
+               detail=lambda: log.read_text()[-3000:])
 
 
 def _start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -62,15 +64,16 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
 
 
 def _finished(engine: EngineProcess, function_id: str, timeout: float = 40) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def probe() -> dict[str, Any] | None:
         runs = httpx.get(f"{engine.url}/v1/runs", params={"function_id": function_id}).json()
         for run in runs["data"]:
             if run["status"] in ("completed", "failed"):
                 result: dict[str, Any] = httpx.get(f"{engine.url}/v1/runs/{run['id']}").json()
                 return result
-        time.sleep(0.2)
-    raise AssertionError(f"no finished run of {function_id}")
+        return None
+
+    return eventually(probe, timeout=timeout, interval=0.2,
+                      what=f"a finished run of {function_id}")
 
 
 def test_nextjs_example(engine: EngineProcess, tmp_path: Path) -> None:
@@ -116,13 +119,12 @@ def _nextjs_task_with_callback(engine: EngineProcess, app: str) -> None:
     r = httpx.post(f"{app}/api/reports", json={"month": "2030-01"}, timeout=60)
     assert r.status_code == 202, r.text
     run_id = r.json()["run_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def done() -> httpx.Response | None:
         got = httpx.get(f"{app}/api/reports/done", params={"run_id": run_id}, timeout=60)
-        if got.status_code == 200:
-            break
-        time.sleep(0.2)
-    assert got.status_code == 200, got.text
+        return got if got.status_code == 200 else None
+
+    got = eventually(done, timeout=60, interval=0.2, what=f"the callback of report run {run_id}")
     assert got.json() == {"delivery": f"msg_{run_id}_callback", "status": "completed",
                           "report": {"month": "2030-01", "rows": 3, "total": 4200}}
     run = httpx.get(f"{engine.url}/v1/runs/{run_id}").json()
