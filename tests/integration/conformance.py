@@ -20,6 +20,7 @@ import httpx
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 
 SIGNING_KEY = "signkey-test-" + "cd34" * 16
 EVENT_KEY = "conf-event-key-" + "e" * 16
@@ -88,24 +89,15 @@ class Stack:
         return data
 
     def ended_run_of(self, function_id: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for run in self.runs_of(function_id):
-                if run["status"] in ENDED:
-                    return self.finish(run["id"])
-            assert time.monotonic() < deadline, self.runs_of(function_id)
-            time.sleep(0.1)
+        ended = eventually(
+            lambda: next((r for r in self.runs_of(function_id) if r["status"] in ENDED), None),
+            timeout=timeout, interval=0.1, what=f"an ended run of {function_id}",
+            detail=lambda: self.runs_of(function_id))
+        return self.finish(ended["id"])
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+    eventually(lambda: answers(url), timeout=timeout, what=f"{url} to come up")
 
 
 @contextlib.contextmanager
@@ -154,15 +146,16 @@ def end_invoked_child(s: Stack, prefix: str, how: str, key: str) -> dict[str, An
     once it has ended: the parent must be woken, once, whatever ended its child."""
     parent = s.start("conf/invoke-ended", {"k": key, "overdue": how == "timeout"})
     child_fn = prefix + ("overdue-child" if how == "timeout" else "long-child")
-    deadline = time.monotonic() + 30
-    child: dict[str, Any] | None = None
-    while child is None:
-        for run in s.runs_of(child_fn):
-            if (run.get("correlation_id") or "").startswith(parent + ".") \
-                    and run["status"] == "sleeping":
-                child = run
-        assert time.monotonic() < deadline, s.runs_of(child_fn)
-        time.sleep(0.05)
+
+    def sleeping_child() -> dict[str, Any] | None:
+        mine = [run for run in s.runs_of(child_fn)
+                if (run.get("correlation_id") or "").startswith(parent + ".")
+                and run["status"] == "sleeping"]
+        return mine[-1] if mine else None
+
+    child = eventually(sleeping_child, timeout=30,
+                       what=f"the {child_fn} run invoked by {parent} to be sleeping",
+                       detail=lambda: s.runs_of(child_fn))
     if how == "api":
         r = s.api("POST", f"/v1/runs/{child['id']}/cancel")
         assert r.status_code == 200, r.text

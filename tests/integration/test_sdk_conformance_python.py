@@ -6,7 +6,6 @@ checked on offload, in dev mode on SQLite and in signed mode on PostgreSQL.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.integration.conformance_cases import (  # noqa: F401  (collected here
     test_throttle_spaces_the_starts,
     test_wildcard_trigger_matches,
 )
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.slow]
 
@@ -73,10 +73,8 @@ def test_on_failure_receives_the_whole_error(conf: Stack) -> None:
     assert run["error"]["name"] == "NonRetriableError"
     handler = conf.ended_run_of(FN + "doomed-failure")
     assert handler["status"] == "completed", handler
-    deadline = time.monotonic() + 10
-    while not (got := seen(conf, run["id"], "on_failure")):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    got = eventually(lambda: seen(conf, run["id"], "on_failure"), timeout=10, interval=0.1,
+                     what="the on_failure handler to record the error")
     data = got[0]
     assert data["error"] == run["error"]  # unchanged, every field
     assert data["function_id"] == FN + "doomed" and data["run_id"] == run["id"]
