@@ -13,7 +13,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 from tests.support.tasks import submit
 
@@ -196,10 +196,8 @@ def test_every_operator_action_is_audited_with_its_actor(database: str, target: 
                 break
         assert seen == [e["id"] for e in _entries(admin)]
         # a run cancelled by a bulk job shows who started the job
-        deadline = time.monotonic() + 30
-        while admin.get(f"/v1/runs/{other}").json()["status"] != "cancelled":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        eventually(lambda: admin.get(f"/v1/runs/{other}").json()["status"] == "cancelled",
+                   timeout=30, interval=0.2, what=f"the bulk job to cancel run {other}")
         bulk_actions = admin.get(f"/v1/runs/{other}").json()["actions"]
         assert [(a["action"], a["actor"]["name"]) for a in bulk_actions] == \
             [("bulk.start", "ops-alice")]
@@ -242,13 +240,15 @@ def test_app_syncs_are_audited(database: str, tmp_path: Path) -> None:
         try:
             api = httpx.Client(base_url=engine.url, timeout=30)
             url = f"http://127.0.0.1:{port}/api/inngest"
-            deadline = time.monotonic() + 30
-            while True:  # the app takes a moment to listen
-                registered = api.post("/v1/apps", json={"url": url})
-                if registered.status_code == 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.3)
-            assert registered.status_code == 200, registered.text
+            tried: list[httpx.Response] = []
+
+            def register() -> httpx.Response | None:  # the app takes a moment to listen
+                tried.append(api.post("/v1/apps", json={"url": url}))
+                return tried[-1] if tried[-1].status_code == 200 else None
+
+            registered = eventually(register, timeout=30, interval=0.3,
+                                    what=f"the app at {url} to register",
+                                    detail=lambda: tried[-1].text)
             app_id = registered.json()["id"]
             assert api.post(f"/v1/apps/{app_id}/sync").status_code == 200
             browser = httpx.Client(base_url=engine.url, timeout=30)
