@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 SECRET = "s3cr3t-token-value"
@@ -35,8 +35,13 @@ def test_state_changes_are_logged_as_json_without_secrets(tmp_path: Path) -> Non
             assert api.get(f"/v1/runs/{run_id}/wait", params={"timeout": 20}).json()[
                 "status"] == "completed"
             api.post(f"/v1/runs/{later.json()['id']}/cancel")
-            time.sleep(0.3)
-            lines = _lines(engine)
+
+            def cancel_logged() -> list[dict[str, object]] | None:
+                got = _lines(engine)
+                return got if any(line.get("run_id") == later.json()["id"]
+                                  for line in got) else None
+
+            lines = eventually(cancel_logged, what="the cancellation in the log")
             text = engine.log_path.read_text()
     finally:
         target.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from offload import metrics
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
@@ -57,8 +57,14 @@ def ran(engine: EngineProcess, target: Target) -> dict[str, Any]:
             body = c.get(f"/v1/runs/{ids[key]}/wait", params={"timeout": 30}).json()
             assert body["status"] in ("completed", "failed"), body
         target.wait_for(lambda: target.at("/cb"))
-        time.sleep(0.3)  # the callback's outcome is recorded just after it is received
-        text = c.get("/metrics").text
+
+        def callback_counted() -> str | None:  # recorded just after the callback is received
+            text = c.get("/metrics").text
+            counted = [s for s in _samples(text).get("offload_outbound_requests", [])
+                       if s[1].get("kind") == "callback" and s[1].get("outcome") == "success"]
+            return text if counted else None
+
+        text = eventually(callback_counted, what="the callback's outcome in /metrics")
     return {"ids": ids, "text": text}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.integration.conformance_cases import (  # noqa: F401  (collected here
     test_throttle_spaces_the_starts,
     test_wildcard_trigger_matches,
 )
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -87,10 +87,8 @@ def test_on_failure_receives_the_whole_error(conf: Stack) -> None:
     assert run["error"]["cause"]["message"] == "because"
     handler = conf.ended_run_of(FN + "doomed-failure")
     assert handler["status"] == "completed", handler
-    deadline = time.monotonic() + 10
-    while not (got := seen(conf, run["id"], "on_failure")):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    got = eventually(lambda: seen(conf, run["id"], "on_failure"), timeout=10, interval=0.1,
+                     what="the on_failure handler to record the error")
     assert got[0]["error"] == run["error"]  # unchanged, every field
     assert got[0]["function_id"] == FN + "doomed" and got[0]["run_id"] == run["id"]
 
