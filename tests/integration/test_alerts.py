@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 import standardwebhooks
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Received, Target
 from tests.support.tasks import submit
 
@@ -55,13 +55,7 @@ def _verified(rec: Received) -> Any:
 
 
 def _wait(predicate: Any, what: str, timeout: float = 40) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return eventually(predicate, timeout=timeout, interval=0.2, what=what)
 
 
 def test_failure_rate_fires_and_resolves_with_signed_notifications(

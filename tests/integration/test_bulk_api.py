@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = [pytest.mark.slow]
@@ -47,10 +47,9 @@ def _count(api: httpx.Client, **filters: Any) -> int:
 
 
 def _wait_count(api: httpx.Client, expected: int, timeout: float = 120, **filters: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while (found := _count(api, **filters)) < expected:
-        assert time.monotonic() < deadline, f"{found} of {expected} runs with {filters}"
-        time.sleep(0.5)
+    eventually(lambda: _count(api, **filters) >= expected, timeout=timeout, interval=0.5,
+               what=f"{expected} runs with {filters}",
+               detail=lambda: f"{_count(api, **filters)} found")
 
 
 def test_bulk_replay_of_thousands_from_the_cli(engine: EngineProcess, target: Target) -> None:
@@ -87,11 +86,14 @@ def test_bulk_cancel_through_the_api_reports_progress(engine: EngineProcess,
     assert started.status_code == 202, started.text
     job = started.json()
     assert (job["total"], job["status"]) == (450, "running")
-    deadline = time.monotonic() + 60
-    while job["status"] == "running":
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
-        job = api.get(f"/v1/runs/bulk/{job['id']}").json()
+    job_id = job["id"]
+
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = api.get(f"/v1/runs/bulk/{job_id}").json()
+        return job if job["status"] != "running" else None
+
+    job = eventually(finished, timeout=60, interval=0.2, what=f"bulk job {job_id} to finish",
+                     detail=lambda: api.get(f"/v1/runs/bulk/{job_id}").json())
     assert (job["status"], job["done"], job["skipped"]) == ("completed", 450, 0)
     assert _count(api, status="cancelled", queue="later") == 450
     assert target.at("/later") == []

@@ -6,13 +6,14 @@ cap) but neither the API nor the dashboard said when.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 
@@ -30,13 +31,13 @@ def test_next_attempt_of_a_throttled_task_is_shown(store_url: str, tmp_path: Pat
             run_id = client.post("/v1/tasks", json={"url": f"{target.url}/busy"}).json()["id"]
             delayed = client.post("/v1/tasks", json={"url": f"{target.url}/later",
                                                      "delay": 3600}).json()["id"]
-            deadline = time.monotonic() + 20
-            while True:
-                run = client.get(f"/v1/runs/{run_id}").json()
-                if run["attempt"] >= 1 and run["next_attempt_at"]:
-                    break
-                assert time.monotonic() < deadline, run
-                time.sleep(0.1)
+
+            def retry_planned() -> dict[str, Any] | None:
+                run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+                return run if run["attempt"] >= 1 and run["next_attempt_at"] else None
+
+            run = eventually(retry_planned, timeout=20, interval=0.1,
+                             what=f"run {run_id} to plan its next attempt")
             started = _at(run["created_at"])
             wait = _at(run["next_attempt_at"]) - started
             assert timedelta(hours=23) < wait < timedelta(hours=25), run  # capped at a day

@@ -22,6 +22,7 @@ import pytest
 
 from offload import Client
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = pytest.mark.postgres
@@ -91,10 +92,8 @@ def test_kill_9_of_the_parent_takes_the_workers_down_and_a_restart_finishes(
     workers = _children(engine.proc.pid)
     assert workers
     engine.kill(signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in workers):
-        assert time.monotonic() < deadline, "workers outlived their parent"
-        time.sleep(0.1)
+    eventually(lambda: not any(_alive(p) for p in workers), timeout=10, interval=0.1,
+               what="the workers to die with their parent")
     restarted = _engine(tmp_path, postgres_url, port).start(timeout=60)
     try:
         with Client(restarted.url, api_key=API_KEY) as client:
