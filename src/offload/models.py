@@ -7,6 +7,7 @@ built-in ``http`` function, durable functions are runs of synced functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -306,3 +307,31 @@ class SecretInfo:
     name: str
     created_at: datetime
     updated_at: datetime
+
+
+class RunError(dict[str, Any]):
+    """An error object as stored on runs and steps: ``name``, ``message``, ``stack`` and
+    whatever else the SDK or the engine sent (``code``, ``cause``, ...), kept whole.
+
+    A ``dict`` (so it is stored and serialised as is) with one constructor for the
+    engine's own errors and one for errors received from elsewhere.
+    """
+
+    def __init__(self, name: str, message: str, *, stack: str | None = None,
+                 **extra: Any) -> None:
+        super().__init__(name=name, message=message, stack=stack, **extra)
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any] | None, *, default_name: str = "Error"
+           ) -> RunError:
+        """``value`` kept whole, with ``name``, ``message`` and ``stack`` always set."""
+        data = dict(value or {})
+        name = str(data.pop("name", None) or default_name)
+        message = str(data.pop("message", None) or "")
+        stack = data.pop("stack", None)
+        return cls(name, message, stack=stack if isinstance(stack, str) else None, **data)
+
+    @property
+    def name(self) -> str:
+        """The error's name (class)."""
+        return str(self["name"])

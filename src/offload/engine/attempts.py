@@ -5,7 +5,8 @@
   header or the SDK's answer; cut to :data:`MAX_RETRY_AFTER`), otherwise backoff
   with full jitter — a uniform draw between zero and the exponential ceiling, which
   spreads retries of many failed runs evenly instead of in synchronised waves;
-* :class:`RunError`: the error object stored on runs and steps and shown to SDKs;
+* :class:`RunError` (defined in :mod:`offload.models` so protocol and store code use it
+  too): the error object stored on runs and steps and shown to SDKs;
 * :func:`record_attempt` / :func:`record_retry`: the step, outbound and retry metrics
   of an attempt, the same series for both ways in.
 """
@@ -13,12 +14,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from offload import metrics
+from offload.models import RunError
 from offload.protocol.opcodes import parse_retry_after as parse_retry_after_value
 
 __all__ = [
@@ -113,34 +113,6 @@ def next_retry_delay(
     if retry_after is not None:
         return _clamp(retry_after, now or datetime.now(UTC))
     return backoff_delay(attempt, base=base, cap=cap, rng=rng)
-
-
-class RunError(dict[str, Any]):
-    """An error object as stored on runs and steps: ``name``, ``message``, ``stack`` and
-    whatever else the SDK or the engine sent (``code``, ``cause``, ...), kept whole.
-
-    A ``dict`` (so it is stored and serialised as is) with one constructor for the
-    engine's own errors and one for errors received from elsewhere.
-    """
-
-    def __init__(self, name: str, message: str, *, stack: str | None = None,
-                 **extra: Any) -> None:
-        super().__init__(name=name, message=message, stack=stack, **extra)
-
-    @classmethod
-    def of(cls, value: Mapping[str, Any] | None, *, default_name: str = "Error"
-           ) -> RunError:
-        """``value`` kept whole, with ``name``, ``message`` and ``stack`` always set."""
-        data = dict(value or {})
-        name = str(data.pop("name", None) or default_name)
-        message = str(data.pop("message", None) or "")
-        stack = data.pop("stack", None)
-        return cls(name, message, stack=stack if isinstance(stack, str) else None, **data)
-
-    @property
-    def name(self) -> str:
-        """The error's name (class)."""
-        return str(self["name"])
 
 
 def record_attempt(kind: str, *, outbound: str, outcome: Outcome, step_status: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 from ulid import ULID
 
 from offload.errors import ValidationError
+from offload.models import RunError
 from offload.protocol.canonical import canonical_json
 from offload.protocol.durations import parse_duration
 from offload.protocol.opcodes import normalize_error
@@ -68,8 +69,7 @@ SCHEDULED_TIMER_EVENT = "inngest/scheduled.timer"
 
 def invoke_not_found_error(function_id: str) -> dict[str, Any]:
     """The error a ``step.invoke`` of a function that is not synced fails with."""
-    return {"name": "Error", "message": f"could not find function with ID: {function_id}",
-            "stack": None}
+    return RunError("Error", f"could not find function with ID: {function_id}")
 
 
 INVOKE_TIMEOUT_ERROR: dict[str, str] = {
@@ -575,7 +575,7 @@ def function_cancelled_event(
 ) -> dict[str, Any]:
     """``inngest/function.cancelled``, with an error naming the cancellation."""
     data = _run_data(function_id, run_id, events, correlation_id, "Cancelled")
-    data["error"] = {"name": "FunctionCancelledError", "message": reason, "stack": None}
+    data["error"] = RunError("FunctionCancelledError", reason)
     return _event(FUNCTION_CANCELLED_EVENT, data, ts, event_id)
 
 

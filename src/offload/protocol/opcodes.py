@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from offload.errors import ProtocolError, ValidationError
+from offload.models import RunError
 from offload.protocol.durations import parse_duration
 
 __all__ = [
@@ -149,10 +150,10 @@ def normalize_error(obj: Any, *, _depth: int = 0) -> dict[str, Any]:
             out["cause"] = normalize_error(cause, _depth=_depth + 1)
         return out
     if isinstance(obj, str):
-        return {"name": "Error", "message": obj or "unknown error", "stack": None}
+        return RunError("Error", obj or "unknown error")
     if obj is None:
-        return {"name": "Error", "message": "unknown error", "stack": None}
-    return {"name": "Error", "message": _short_json(obj), "stack": None}
+        return RunError("Error", "unknown error")
+    return RunError("Error", _short_json(obj))
 
 
 def _short_json(value: Any, limit: int = 2000) -> str:
@@ -335,10 +336,10 @@ def parse_sdk_response(status: int, headers: Mapping[str, str], body: bytes) -> 
     except (ValueError, UnicodeDecodeError):
         text = body.decode("utf-8", errors="replace").strip()
         snippet = text[:500] + ("…" if len(text) > 500 else "")
-        error = {"name": "Error", "message": f"HTTP {status}: {snippet}", "stack": None}
+        error: dict[str, Any] = RunError("Error", f"HTTP {status}: {snippet}")
         return SdkResponse(kind="error", output=error, raw=text, **common)
     if decoded is None:
-        error = {"name": "Error", "message": f"HTTP {status} with an empty body", "stack": None}
+        error = RunError("Error", f"HTTP {status} with an empty body")
     else:
         error = normalize_error(decoded)
     return SdkResponse(kind="error", output=error, raw=decoded, **common)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from offload.clock import to_ms
 from offload.ids import new_id
-from offload.models import ItemKind, Run, RunStatus
+from offload.models import ItemKind, Run, RunError, RunStatus
 from offload.store.rows import RUN_COLS, TERMINAL_SQL, Tx, dumps, loads, row_run
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def first_run_item(run: NewRun) -> NewItem | None:
 def skip_run(store: SqlStore, tx: Tx, run: NewRun, reason: str, message: str
              ) -> tuple[Run, bool]:
     """Record ``run`` as cancelled without queueing it (rate limited, singleton skip)."""
-    error = {"name": reason, "message": message, "stack": None}
+    error = RunError(reason, message)
     run.status = RunStatus.CANCELLED
     run.items = []
     run.flow = None
@@ -316,9 +316,8 @@ def admit(store: SqlStore, tx: Tx, run: NewRun, result: ChangeResult
                                 f"run {holder} of singleton key {flow.singleton.key!r} has "
                                 "not finished; the new run was skipped"), "skipped"
             if running and cancel_run(store, tx, holder, run.created_at,
-                                      {"name": "singleton_cancelled",
-                                       "message": f"replaced by run {run.id}",
-                                       "stack": None}) is not None:
+                                      RunError("singleton_cancelled",
+                                               f"replaced by run {run.id}")) is not None:
                 result.cancelled.append(holder)
             tx.execute("UPDATE flow_singletons SET run_id = ? WHERE key = ?",
                        (run.id, flow.singleton.key))
