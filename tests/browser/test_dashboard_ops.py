@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from tests.browser.test_dashboard import _shot, browser  # noqa: F401 - a shared fixture
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 from tests.support.target import Target
 
 pytestmark = pytest.mark.browser
@@ -66,7 +66,8 @@ def sdk_app(engine: EngineProcess, api: httpx.Client,
                              "--port", str(port)], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        _until(lambda: _answers(f"http://127.0.0.1:{port}/counts"))
+        eventually(lambda: answers(f"http://127.0.0.1:{port}/counts"), timeout=30, interval=0.1,
+                   what="the SDK app to start")
         r = api.post("/v1/apps", json={"url": f"http://127.0.0.1:{port}/api/inngest"})
         assert r.status_code == 200, r.text
         yield "pyapp"
@@ -90,24 +91,6 @@ def page(browser: Any) -> Iterator[Any]:  # noqa: F811 - the imported browser fi
     context.close()
 
 
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
-
-
-def _until(predicate: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def _task(api: httpx.Client, url: str, **kw: Any) -> str:
     r = api.post("/v1/tasks", json={"url": url, **kw})
     assert r.status_code == 202, r.text
@@ -122,7 +105,8 @@ def _wait(api: httpx.Client, run_id: str) -> dict[str, Any]:
 
 
 def _run_of_event(api: httpx.Client, event_id: str) -> str:
-    runs = _until(lambda: api.get(f"/v1/events/{event_id}").json()["runs"])
+    runs = eventually(lambda: api.get(f"/v1/events/{event_id}").json()["runs"], timeout=30,
+                      interval=0.1, what=f"a run of event {event_id}")
     return str(runs[0]["id"])
 
 

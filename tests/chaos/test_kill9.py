@@ -150,9 +150,8 @@ def test_kill9_during_ingest_keeps_every_202(
     try:
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 30
-        while len(accepted) < 300 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: len(accepted) >= 300, timeout=30, interval=0.01,
+                   what="300 tasks accepted before the kill")
         engine.kill()
         stop.set()
         for t in threads:
