@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.proxy import ChaosProxy
 from tests.support.target import Target
 
@@ -45,10 +45,8 @@ def test_postgres_outage_answers_503_then_recovers(postgres_url: str, tmp_path: 
         assert ready.status_code == 503
 
         proxy.restore()
-        deadline = time.monotonic() + 30
-        while api.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "engine did not recover"
-            time.sleep(0.2)
+        eventually(lambda: api.get("/readyz").status_code == 200, timeout=30, interval=0.2,
+                   what="the engine to recover (/readyz 200)")
         after = api.post("/v1/tasks", json={**task, "body": {"n": 99}})
         assert after.status_code == 202, after.text
         done = api.get(f"/v1/runs/{after.json()['id']}/wait", params={"timeout": 20}).json()

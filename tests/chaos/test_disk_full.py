@@ -15,7 +15,6 @@ import collections
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = pytest.mark.chaos
@@ -78,20 +78,18 @@ def test_disk_full_answers_503_loses_nothing_and_recovers(small_disk: Path) -> N
             assert body["code"] == "store_full" and "disk is full" in body["title"], body
             assert full.headers["Retry-After"]
             filler.unlink()  # space returns: no restart
-            deadline = time.monotonic() + 15
-            while submit(10_000).status_code != 202:
-                assert time.monotonic() < deadline, "did not recover when space returned"
-                time.sleep(0.2)
+            eventually(lambda: submit(10_000).status_code == 202, timeout=15, interval=0.2,
+                       what="the engine to recover when space returned")
             for i in range(5):
                 assert submit(20_000 + i).status_code == 202
-            deadline = time.monotonic() + 60
-            while True:
-                statuses = collections.Counter(client.get(f"/v1/runs/{run_id}").json()["status"]
-                                               for run_id in accepted)
-                if statuses == {"completed": len(accepted)}:
-                    break
-                assert time.monotonic() < deadline, f"accepted tasks not completed: {statuses}"
-                time.sleep(0.5)
+
+            def statuses() -> collections.Counter[str]:
+                return collections.Counter(client.get(f"/v1/runs/{run_id}").json()["status"]
+                                           for run_id in accepted)
+
+            eventually(lambda: statuses() == {"completed": len(accepted)}, timeout=60,
+                       interval=0.5, what="every accepted task to complete",
+                       detail=statuses)
         print(f"disk full: {len(accepted)} accepted, all completed; answers while filling: "
               f"{dict(answers)}")
     finally:
