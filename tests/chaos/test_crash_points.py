@@ -36,6 +36,7 @@ import pytest
 from offload.models import App, Function
 from offload.store import open_store
 from tests.support.engine import EngineProcess
+from tests.support.poll import eventually
 from tests.support.target import Target
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -63,10 +64,7 @@ def _sync_function(store_url: str, app_url: str) -> None:
 
 def _until(what: str, check: Callable[[], bool], engine: EngineProcess,
            timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{engine.logs()}"
-        time.sleep(0.05)
+    eventually(check, timeout=timeout, what=what, detail=lambda: "\n" + engine.logs())
 
 
 def _died(engine: EngineProcess) -> bool:
