@@ -69,15 +69,16 @@ class Stack:
         return str(runs[0]["id"])
 
     def finish(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            run: dict[str, Any] = self.api("GET", f"/v1/runs/{run_id}/wait",
-                                           params={"timeout": 10}).json()
-            if run["status"] in ENDED:
-                full: dict[str, Any] = self.api("GET", f"/v1/runs/{run_id}").json()
-                return full
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run did not end: {run}\n{self.engine.logs()}")
+        polled: list[dict[str, Any]] = []
+
+        def ended() -> bool:  # a long poll: the server holds each call up to 10 s
+            polled.append(self.api("GET", f"/v1/runs/{run_id}/wait", params={"timeout": 10}).json())
+            return polled[-1]["status"] in ENDED
+
+        eventually(ended, timeout=timeout, interval=0, what=f"run {run_id} to end",
+                   detail=lambda: f"{polled[-1]}\n{self.engine.logs()}")
+        full: dict[str, Any] = self.api("GET", f"/v1/runs/{run_id}").json()
+        return full
 
     def run(self, name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.finish(self.start(name, data))

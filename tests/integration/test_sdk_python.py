@@ -89,13 +89,15 @@ class Setup:
         return str(runs[0]["id"])
 
     def finish(self, run_id: str, timeout: float = 40) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.api("GET", f"/v1/runs/{run_id}/wait", params={"timeout": 10}).json()
-            if run["status"] in ("completed", "failed", "cancelled"):
-                return dict(run)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run did not finish: {run}\n{self.engine.logs()}")
+        polled: list[dict[str, Any]] = []
+
+        def finished() -> dict[str, Any] | None:  # a long poll: each call waits up to 10 s
+            polled.append(self.api("GET", f"/v1/runs/{run_id}/wait", params={"timeout": 10}).json())
+            ended = polled[-1]["status"] in ("completed", "failed", "cancelled")
+            return dict(polled[-1]) if ended else None
+
+        return eventually(finished, timeout=timeout, interval=0, what=f"run {run_id} to finish",
+                          detail=lambda: f"{polled[-1]}\n{self.engine.logs()}")
 
     def run(self, name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.finish(self.start(name, data))
