@@ -42,6 +42,7 @@ import pytest
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
+from tests.support.poll import answers, eventually
 from tests.support.proxy import ChaosProxy
 from tests.support.target import Target
 
@@ -129,17 +130,6 @@ def _load(cluster: Cluster, load: Load, target: Target, stop: threading.Event) -
             time.sleep(0.25)
 
 
-def _wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def _all_runs(url: str, **params: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor = None
@@ -177,7 +167,8 @@ def test_three_engines_survive_kills_and_outages(tmp_path: Path) -> None:
             app_env["INNGEST_DEV"] = engines[0].url
             app = subprocess.Popen([sys.executable, str(APP), "--port", str(app_port)],
                                    env=app_env, stdout=app_log, stderr=subprocess.STDOUT)
-            _wait_http(f"http://127.0.0.1:{app_port}/counts")
+            eventually(lambda: answers(f"http://127.0.0.1:{app_port}/counts"), timeout=30,
+                       interval=0.1, what="the chaos app to come up")
             synced = httpx.post(f"{engines[0].url}/v1/apps", timeout=30,
                                 json={"url": f"http://127.0.0.1:{app_port}/api/inngest"})
             assert synced.status_code == 200, synced.text
@@ -206,29 +197,31 @@ def test_three_engines_survive_kills_and_outages(tmp_path: Path) -> None:
             url = engines[0].url
 
             # every 202 completes
-            deadline = time.monotonic() + SETTLE_S
-            while True:
+            seen: dict[str, Any] = {}
+
+            def settled() -> bool:
                 tasks = {r["id"]: r for r in _all_runs(url, queue="chaos")}
                 missing = load.tasks - tasks.keys()
                 assert not missing, f"{len(missing)} accepted tasks are gone"
-                open_tasks = [i for i in load.tasks if tasks[i]["status"] != "completed"]
-                event_runs = {e: httpx.get(f"{url}/v1/events/{e}", timeout=30).json()["runs"]
-                              for e in [*load.flows, *load.limited]}
-                open_events = [e for e, runs in event_runs.items()
-                               if len(runs) != 1 or runs[0]["status"] != "completed"]
-                if not open_tasks and not open_events:
-                    break
-                assert time.monotonic() < deadline, (
-                    f"not finished {SETTLE_S}s after the chaos: {len(open_tasks)} tasks, "
-                    f"{len(open_events)} events, e.g. "
-                    f"{[event_runs[e] for e in open_events[:2]]}\n{engines[0].logs()}")
-                time.sleep(1.0)
+                seen["tasks"] = [i for i in load.tasks if tasks[i]["status"] != "completed"]
+                seen["runs"] = {e: httpx.get(f"{url}/v1/events/{e}", timeout=30).json()["runs"]
+                                for e in [*load.flows, *load.limited]}
+                seen["events"] = [e for e, runs in seen["runs"].items()
+                                  if len(runs) != 1 or runs[0]["status"] != "completed"]
+                return not seen["tasks"] and not seen["events"]
+
+            eventually(settled, timeout=SETTLE_S, interval=1.0,
+                       what="everything accepted to complete after the chaos",
+                       detail=lambda: (
+                           f"{len(seen['tasks'])} tasks, {len(seen['events'])} events open, "
+                           f"e.g. {[seen['runs'][e] for e in seen['events'][:2]]}\n"
+                           f"{engines[0].logs()}"))
             figures.update(tasks=len(load.tasks), flows=len(load.flows),
                            limited=len(load.limited), refused=dict(load.refused), lost=0)
 
             # no step result recorded twice
             for e in load.flows:
-                run = httpx.get(f"{url}/v1/runs/{event_runs[e][0]['id']}", timeout=30).json()
+                run = httpx.get(f"{url}/v1/runs/{seen['runs'][e][0]['id']}", timeout=30).json()
                 step_ids = [s["id"] for s in run["steps"]]
                 assert len(step_ids) == len(set(step_ids)), run["steps"]
                 assert {"a", "b"} <= {s["name"] for s in run["steps"]}, run["steps"]
