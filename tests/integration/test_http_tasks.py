@@ -381,7 +381,7 @@ def test_start_timeout_cancels_a_task_that_waits_too_long(api: httpx.Client,
                                                            target: Target, tag: str) -> None:
     target.script(f"/{tag}/busy", (200, {}, b"ok", 3.0))
     submit(api, url=f"{target.url}/{tag}/busy", queue=tag, concurrency=1)
-    time.sleep(0.3)  # the first task holds the queue's only slot
+    target.wait_for(lambda: target.at(f"/{tag}/busy"))  # it holds the queue's only slot
     waiting = submit(api, url=f"{target.url}/{tag}/late", queue=tag, concurrency=1,
                      start_timeout=0.5)
     run = wait_done(api, waiting["id"], timeout=10)
