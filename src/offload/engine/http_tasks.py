@@ -28,6 +28,7 @@ from offload.engine.attempts import (
     parse_retry_after,
 )
 from offload.engine.runs import RunLifecycle
+from offload.engine.task_spec import TaskSpec
 from offload.errors import ConfigError, OutboundError
 from offload.logging import log_run
 from offload.models import ItemKind, QueueItem, Run, RunStatus, StepKind, StepStatus
@@ -181,14 +182,14 @@ class HttpTasks:
 
     async def run_attempt(self, item: QueueItem, run: Run) -> None:
         """Call the target once and record the outcome, fenced by the item's lease."""
-        spec: dict[str, Any] = run.input
+        spec = TaskSpec.of(run.input)
         attempt_no = run.attempt + 1
-        body, content_type = encode_body(spec.get("body"), spec.get("body_kind", "json"))
+        body, content_type = encode_body(spec.body, spec.body_kind)
         revealed: list[str] = []
         try:  # {{ secrets.NAME }} filled in now, so a rotation counts from the next attempt
             url, headers, revealed = await self.vault.resolve_call(
-                spec["url"], spec.get("headers") or {}) if self.vault else \
-                (spec["url"], spec.get("headers") or {}, [])
+                spec.url, spec.headers or {}) if self.vault else \
+                (spec.url, spec.headers or {}, [])
         except (SecretNotFoundError, ConfigError) as exc:
             at = now()
             result = Attempt(Outcome.FAIL, at, at, None, RunError(
@@ -196,13 +197,13 @@ class HttpTasks:
                 else "SecretsKeyError", str(exc)), None)
         else:
             result = await self._call(
-                spec.get("method", "POST"), url, msg_id=f"msg_{run.id}",
+                spec.method, url, msg_id=f"msg_{run.id}",
                 headers=with_traceparent(headers, run.id, run.state.get("traceparent")),
                 body=body, content_type=content_type,
-                timeout_s=float(spec.get("timeout_s", 30.0)))
+                timeout_s=float(spec.timeout_s))
             if revealed:  # a target echoing a credential must not put it in the run
                 result = replace(result, error=scrub(result.error, revealed))
-        max_attempts = int(spec.get("retries", 3)) + 1
+        max_attempts = int(spec.retries) + 1
         response = scrub(describe_response(result.response), revealed) if result.response \
             else None
         log_entry = {"attempt": attempt_no, "started_at": result.started_at.isoformat(),
@@ -213,7 +214,7 @@ class HttpTasks:
         state["attempts"] = (list(state.get("attempts", [])) + [log_entry])[-MAX_ATTEMPT_LOG:]
         step = StepWrite(run_id=run.id, id="request", name="request", kind=StepKind.REQUEST,
                          status=StepStatus.COMPLETED, attempts=attempt_no,
-                         input={"method": spec.get("method", "POST"), "url": spec["url"]},
+                         input={"method": spec.method, "url": spec.url},
                          output=response, error=result.error, started_at=result.started_at,
                          ended_at=result.ended_at)
         change = Change(fence=Fence(item.id, item.lease_token or ""), steps=[step])
@@ -240,9 +241,9 @@ class HttpTasks:
                 run_id=run.id, status=RunStatus.FAILED, attempt=attempt_no, output=response,
                 error=error, state=state, ended_at=result.ended_at))
         finished = not retry
-        callback = spec.get("failure_callback_url") if result.outcome is not Outcome.SUCCESS \
+        callback = spec.failure_callback_url if result.outcome is not Outcome.SUCCESS \
             else None
-        callback = callback or spec.get("callback_url")
+        callback = callback or spec.callback_url
         if finished and callback:
             change.items.append(NewItem(kind=ItemKind.CALLBACK, run_id=run.id,
                                         due_at=result.ended_at, queue=item.queue,

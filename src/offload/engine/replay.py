@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from offload.engine import flow
-from offload.engine.timeouts import add_timeouts
+from offload.engine.task_spec import TaskSpec
 from offload.ids import new_id
 from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
 from offload.store.base import NewItem, NewRun
@@ -23,14 +21,5 @@ def replay_of(run: Run, at: datetime) -> NewRun:
                  replay_of=run.id, correlation_id=run.correlation_id, name=run.name,
                  items=[NewItem(kind=ItemKind.RUN, due_at=at, queue=run.queue or "default")])
     if run.function_id == HTTP_FUNCTION_ID and isinstance(run.input, dict):
-        _task_controls(new, run.input.get("flow") or {})
+        TaskSpec.of(run.input).add_controls(new, replay=True)
     return new
-
-
-def _task_controls(new: NewRun, fields: dict[str, Any]) -> None:
-    timeouts = {k: fields.get(k) for k in ("start_timeout", "finish_timeout")}
-    add_timeouts(new, **{k.removesuffix("_timeout"): timedelta(seconds=float(v))
-                         for k, v in timeouts.items() if v})
-    kept = {k: fields[k] for k in ("concurrency", "concurrency_key", "concurrency_limit",
-                                   "throttle", "priority") if fields.get(k) is not None}
-    flow.apply_to_new_run(new, flow.for_task(new.queue or "default", **kept))

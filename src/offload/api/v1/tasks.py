@@ -33,14 +33,13 @@ from offload.api.identifiers import no_control
 from offload.api.problems import problem_responses
 from offload.clock import now
 from offload.engine import flow
-from offload.engine.timeouts import add_timeouts
+from offload.engine.task_spec import FLOW_FIELDS, TaskSpec
 from offload.errors import AddressRefusedError, ValidationError
-from offload.ids import new_id
-from offload.models import HTTP_FUNCTION_ID, ItemKind, Run
+from offload.models import Run
 from offload.outbound.ssrf import validate_url
 from offload.outbound.tracing import parse_traceparent
 from offload.security.secrets import check_url_references, reference_problem
-from offload.store.base import Change, ChangeResult, Idempotency, NewItem, NewRun
+from offload.store.base import Change, ChangeResult, Idempotency, NewRun
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"],
                    responses=problem_responses(400, 401, 403, 413, 422, 503))
@@ -156,8 +155,7 @@ class SingletonIn(BaseModel):
         "cancelled and never called; cancel: the unfinished one is cancelled instead.")
 
 
-_FLOW_FIELDS = {"concurrency", "concurrency_key", "concurrency_limit", "throttle", "rate_limit",
-                "priority", "debounce", "singleton", "start_timeout", "finish_timeout"}
+_FLOW_FIELDS = set(FLOW_FIELDS)
 
 
 class TaskIn(BaseModel):
@@ -283,14 +281,19 @@ class TaskIn(BaseModel):
 
     def spec(self) -> dict[str, Any]:
         """The task as stored in the run's input."""
+        return self.task_spec().as_input()
+
+    def task_spec(self) -> TaskSpec:
+        """The task as the engine keeps it (see :class:`offload.engine.task_spec.TaskSpec`)."""
         has_type = any(k.lower() == "content-type" for k in self.headers)
         body_kind = "text" if isinstance(self.body, str) else "json"
-        return {"url": self.url, "method": self.method, "headers": self.headers,
-                "body": self.body, "body_kind": body_kind if not has_type or body_kind == "json"
-                else "text", "callback_url": self.callback_url,
-                "failure_callback_url": self.failure_callback_url, "retries": self.retries,
-                "timeout_s": self.timeout, "queue": self.queue, "name": self.name,
-                "flow": self.flow_fields()}
+        return TaskSpec(url=self.url, method=self.method, headers=self.headers,
+                        body=self.body, body_kind=body_kind
+                        if not has_type or body_kind == "json" else "text",
+                        callback_url=self.callback_url,
+                        failure_callback_url=self.failure_callback_url,
+                        retries=self.retries, timeout_s=self.timeout, queue=self.queue,
+                        name=self.name, flow=self.flow_fields())
 
     def flow_fields(self) -> dict[str, Any]:
         """The flow-control and timeout fields given, kept so replays and reruns honour
@@ -314,31 +317,8 @@ class TaskIn(BaseModel):
         if self.idempotency_key is not None:
             idem = Idempotency(scope="task", key=self.idempotency_key,
                                expires_at=at + flow.IDEMPOTENCY_WINDOW)
-        run = NewRun(id=new_id(), function_id=HTTP_FUNCTION_ID, created_at=at,
-                     input=self.spec(), queue=self.queue, idempotency=idem, name=self.name,
-                     correlation_id=self.correlation_id,
-                     items=[NewItem(kind=ItemKind.RUN, due_at=due, queue=self.queue)])
-        if not self._has_flow():
-            # No flow control and no timeouts: flow.for_task would give settings that
-            # apply nothing (run.flow stays None, no timeout items).
-            return run
-        start = None
-        if self.start_timeout is not None:
-            start = (due - at) + timedelta(seconds=self.start_timeout)
-        finish = timedelta(seconds=self.finish_timeout) if self.finish_timeout else None
-        add_timeouts(run, start=start, finish=finish)
-        return flow.apply_to_new_run(run, self.flow_settings())
-
-    def flow_settings(self) -> flow.FlowSettings:
-        """The task's flow control (see docs/flow-control.md)."""
-        def dump(model: BaseModel | None) -> dict[str, Any] | None:
-            return None if model is None else model.model_dump()
-
-        return flow.for_task(
-            self.queue, concurrency=self.concurrency, concurrency_key=self.concurrency_key,
-            concurrency_limit=self.concurrency_limit, throttle=dump(self.throttle),
-            rate_limit=dump(self.rate_limit), priority=self.priority,
-            debounce=dump(self.debounce), singleton=dump(self.singleton))
+        return self.task_spec().new_run(at, due=due, idempotency=idem,
+                                        correlation_id=self.correlation_id)
 
 
 class TaskBatchIn(BaseModel):
