@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.target import Target
+
 POSTGRES_URL = os.environ.get("OFFLOAD_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = bool(os.environ.get("CI"))
@@ -111,3 +113,11 @@ async def store(store_url: str) -> AsyncIterator[object]:
 def tag() -> str:
     """A name unique to the test, for its target paths and its queue."""
     return f"t{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    """A loopback HTTP target for the test (files that script one per module define their own)."""
+    t = Target().start()
+    yield t
+    t.stop()

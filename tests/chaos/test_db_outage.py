@@ -3,24 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import pytest
 
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
 from tests.support.proxy import ChaosProxy
 from tests.support.target import Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
 
 
 def test_postgres_outage_answers_503_then_recovers(postgres_url: str, tmp_path: Path,

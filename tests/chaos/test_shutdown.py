@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.engine import EngineProcess
 from tests.support.target import Target
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
 
 
 def test_sigterm_releases_leases_so_work_resumes_at_once(tmp_path: Path, target: Target) -> None:

@@ -26,14 +26,6 @@ pytestmark = [pytest.mark.slow]
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'offload.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 @pytest.fixture
 def receiver() -> Iterator[Target]:
     t = Target().start()
@@ -59,7 +51,7 @@ def _wait(predicate: Any, what: str, timeout: float = 40) -> Any:
 
 
 def test_failure_rate_fires_and_resolves_with_signed_notifications(
-        database: str, receiver: Target, tmp_path: Path) -> None:
+        store_url: str, receiver: Target, tmp_path: Path) -> None:
     # the first delivery of each notification fails: it is retried like any task
     receiver.script("/hook", (500, {}, b"try again", 0.0), (200, {}, b"ok", 0.0))
     receiver.script("/fail", (400, {}, b"bad", 0.0))
@@ -68,7 +60,7 @@ def test_failure_rate_fires_and_resolves_with_signed_notifications(
                       "threshold": 1, "url": f"{receiver.url}/settings-hook"}]
     env = {"OFFLOAD_WEBHOOK_SECRET": SECRET, "OFFLOAD_ALERT_EVERY_S": "0.3",
            "OFFLOAD_ALERT_RULES": json.dumps(settings_rule)}
-    with EngineProcess(tmp_path / "engine", database_url=database, env=env) as engine:
+    with EngineProcess(tmp_path / "engine", database_url=store_url, env=env) as engine:
         api = httpx.Client(base_url=engine.url, timeout=30)
         created = api.post("/v1/alerts", json={
             "name": "flaky-failing", "kind": "failure_rate", "queue": "flaky",

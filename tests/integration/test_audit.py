@@ -13,7 +13,6 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,8 @@ ENV_KEY = "ofk_admin_audit-test-env-key-0123456789abcdef"
 PASSWORD = "an audit password of some length"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'offload.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
-
-
-def _cli(database: str, data_dir: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "offload", *args, "--database-url", database,
+def _cli(store_url: str, data_dir: Path, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "offload", *args, "--database-url", store_url,
                           "--data-dir", str(data_dir)], capture_output=True, text=True,
                          timeout=60, env=os.environ.copy())
     assert out.returncode == 0, out.stderr + out.stdout
@@ -68,21 +52,21 @@ def _csrf(client: httpx.Client, path: str) -> str:
     return found.group(1)
 
 
-def test_every_operator_action_is_audited_with_its_actor(database: str, target: Target,
+def test_every_operator_action_is_audited_with_its_actor(store_url: str, target: Target,
                                                          tmp_path: Path) -> None:
     from offload.security.passwords import hash_password
 
     data_dir = tmp_path / "engine"
-    made = _cli(database, data_dir, "keys", "create", "--scope", "admin", "--name", "ops-alice")
+    made = _cli(store_url, data_dir, "keys", "create", "--scope", "admin", "--name", "ops-alice")
     key_id = re.search(r"key id: (\S+)", made).group(1)  # type: ignore[union-attr]
     alice = made.strip().splitlines()[1]
-    ingest = _cli(database, data_dir, "keys", "create", "--scope", "ingest", "--name", "ing")
+    ingest = _cli(store_url, data_dir, "keys", "create", "--scope", "ingest", "--name", "ing")
     ingest_key = ingest.strip().splitlines()[1]
     env = {"OFFLOAD_API_KEYS": ENV_KEY,
            "OFFLOAD_DASHBOARD_PASSWORD_HASH": hash_password(PASSWORD, n=2**14),
            "OFFLOAD_SECRETS_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
            "OFFLOAD_OUTBOUND_ALLOW": "127.0.0.1/32"}
-    with EngineProcess(data_dir, database_url=database, mode="serve", env=env) as engine:
+    with EngineProcess(data_dir, database_url=store_url, mode="serve", env=env) as engine:
         api = httpx.Client(base_url=engine.url, timeout=30,
                            headers={"Authorization": f"Bearer {alice}"})
         done = submit(api, url=f"{target.url}/ok", queue="audit")["id"]
@@ -130,7 +114,7 @@ def test_every_operator_action_is_audited_with_its_actor(database: str, target: 
         csrf = _csrf(browser, f"/runs/{queued}")
         assert browser.post(f"/runs/{queued}/cancel", data={"csrf": csrf}).status_code == 303
 
-        _cli(database, data_dir, "keys", "revoke", key_id)
+        _cli(store_url, data_dir, "keys", "revoke", key_id)
 
         admin = httpx.Client(base_url=engine.url, timeout=30,
                              headers={"Authorization": f"Bearer {ENV_KEY}"})
@@ -226,10 +210,10 @@ def test_audit_endpoint_refuses_bad_input(tmp_path: Path) -> None:
 APP_SCRIPT = Path(__file__).resolve().parent / "apps" / "py_app.py"
 
 
-def test_app_syncs_are_audited(database: str, tmp_path: Path) -> None:
+def test_app_syncs_are_audited(store_url: str, tmp_path: Path) -> None:
     from tests.support.engine import free_port
 
-    with EngineProcess(tmp_path / "engine", database_url=database) as engine:
+    with EngineProcess(tmp_path / "engine", database_url=store_url) as engine:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
         env["INNGEST_DEV"] = engine.url

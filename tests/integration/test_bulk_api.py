@@ -28,13 +28,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EnginePro
         yield e
 
 
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
-
-
 def _count(api: httpx.Client, **filters: Any) -> int:
     total, cursor = 0, None
     while True:

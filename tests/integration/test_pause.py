@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,6 @@ from tests.support.target import Target
 from tests.support.tasks import submit
 
 pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'offload.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
 
 
 def _status(api: httpx.Client, run_id: str) -> str:
@@ -60,9 +44,9 @@ def _queue(api: httpx.Client, name: str) -> dict[str, Any]:
 
 
 def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_order(
-        database: str, target: Target, tmp_path: Path) -> None:
+        store_url: str, target: Target, tmp_path: Path) -> None:
     target.script("/slow", (200, {}, b"ok", 1.5))
-    engine = EngineProcess(tmp_path / "engine", database_url=database).start()
+    engine = EngineProcess(tmp_path / "engine", database_url=store_url).start()
     try:
         api = httpx.Client(base_url=engine.url, timeout=30)
         # an attempt in flight when the pause comes finishes
@@ -83,7 +67,7 @@ def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_orde
         assert state["paused"] and state["held"] + state["due"] == 5, state
 
         engine.kill()  # SIGKILL: the pause is stored, not in memory
-        engine = EngineProcess(tmp_path / "engine", database_url=database).start()
+        engine = EngineProcess(tmp_path / "engine", database_url=store_url).start()
         api = httpx.Client(base_url=engine.url, timeout=30)
         listed = {q["name"]: q for q in api.get("/v1/queues").json()["data"]}
         assert listed["billing"]["paused"] is True
@@ -105,9 +89,9 @@ def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_orde
         engine.kill()
 
 
-def test_pausing_the_http_function_from_the_cli(database: str, target: Target,
+def test_pausing_the_http_function_from_the_cli(store_url: str, target: Target,
                                                 tmp_path: Path) -> None:
-    with EngineProcess(tmp_path / "engine", database_url=database) as engine:
+    with EngineProcess(tmp_path / "engine", database_url=store_url) as engine:
         api = httpx.Client(base_url=engine.url, timeout=30)
         env = {**os.environ, "OFFLOAD_URL": engine.url}
 
@@ -146,9 +130,9 @@ def test_pause_endpoints_refuse_bad_input(tmp_path: Path) -> None:
         assert api.get("/v1/queues").json()["data"] == []  # nothing was written
 
 
-def test_resumed_backlog_keeps_to_the_queue_throttle(database: str, target: Target,
+def test_resumed_backlog_keeps_to_the_queue_throttle(store_url: str, target: Target,
                                                      tmp_path: Path) -> None:
-    with EngineProcess(tmp_path / "engine", database_url=database) as engine:
+    with EngineProcess(tmp_path / "engine", database_url=store_url) as engine:
         api = httpx.Client(base_url=engine.url, timeout=30)
         assert api.post("/v1/queues/thr/pause").status_code == 200
         throttle = {"limit": 1, "period": "1s"}

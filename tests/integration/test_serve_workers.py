@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -27,13 +26,6 @@ from tests.support.target import Target
 
 pytestmark = pytest.mark.postgres
 API_KEY = "ofk_admin_workers0123456789abc"
-
-
-@pytest.fixture
-def target() -> Iterator[Target]:
-    t = Target().start()
-    yield t
-    t.stop()
 
 
 def _engine(tmp_path: Path, url: str, port: int) -> EngineProcess:
