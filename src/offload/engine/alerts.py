@@ -24,7 +24,6 @@ and survives restarts. Its JSON body has a Slack-compatible ``text`` field.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offload.clock import now
+from offload.engine.background import cancel_and_wait
 from offload.engine.cron import ticks_between
 from offload.engine.cron_service import cron_triggers
 from offload.engine.pause import ops_store
@@ -310,10 +310,7 @@ class Alerts:
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def evaluate_once(self) -> int:
         """Evaluate every enabled rule; the number of firings and resolvings recorded."""

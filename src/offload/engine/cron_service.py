@@ -16,11 +16,11 @@ it was first synced. Jitter delays a tick's run, never the tick.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
 from offload.clock import now
+from offload.engine.background import cancel_and_wait
 from offload.engine.cron import CronSchedule, jitter_for, parse_cron, ticks_between
 from offload.engine.triggers import with_controls
 from offload.errors import CronError, StoreError
@@ -65,11 +65,8 @@ class CronService:
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -8,7 +8,6 @@ stale and is pruned after :data:`FORGET_AFTER`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 
 from offload import __version__
 from offload.clock import now
+from offload.engine.background import cancel_and_wait
 from offload.models import EngineInfo
 from offload.store import Store
 
@@ -53,11 +53,8 @@ class Heartbeat:
 
     async def stop(self) -> None:
         """Stop beating and remove this engine's row."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self.store.engine_delete(engine_id=self.info.id)
         except Exception as exc:  # noqa: BLE001 - stopping must not fail on a store outage

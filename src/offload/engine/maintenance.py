@@ -10,11 +10,11 @@ the deletes are idempotent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
 from offload.clock import now
+from offload.engine.background import cancel_and_wait
 from offload.errors import StoreError
 from offload.store.base import Store
 
@@ -43,10 +43,7 @@ class Maintenance:
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def prune_once(self) -> int:
         """Delete everything past retention, batch by batch; the number of rows deleted."""
