@@ -4,7 +4,7 @@ data dir from ``GPORT`` / ``GDIR``. Run: ``granian --interface asgi granian_app:
 import os
 from pathlib import Path
 
-from offload.api.app import create_app
+from offload.app import create_app
 from offload.config import from_env
 
 app = create_app(from_env(mode="dev", port=int(os.environ["GPORT"]),

@@ -27,7 +27,7 @@ _LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?:|mailto:|#)([^)\s]+)\)")
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document the engine serves at ``/openapi.json``."""
-    from offload.api.app import create_app
+    from offload.app import create_app
     from offload.config import Settings
 
     with tempfile.TemporaryDirectory() as tmp:

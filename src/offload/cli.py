@@ -36,8 +36,12 @@ def _engine_options(func: F) -> F:
 
 
 def _settings(mode: str, **flags: Any) -> Settings:
+    from offload.engine.alerts import settings_rules
+
     try:
-        return from_env(mode=mode, **flags)
+        settings = from_env(mode=mode, **flags)
+        settings_rules(settings.alert_rules)  # the alert rules' owner checks them
+        return settings
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -46,7 +50,7 @@ def _serve(settings: Settings, sockets: list[Any] | None = None) -> None:
     """Run the engine under uvicorn (on ``sockets`` when a parent opened them)."""
     import uvicorn
 
-    from offload.api.app import create_app
+    from offload.app import create_app
     from offload.logging import configure
 
     configure(settings.log_level)

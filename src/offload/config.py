@@ -8,6 +8,7 @@ come from mounted files rather than the process environment.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -178,6 +179,18 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     return settings
 
 
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+"""A node id (``--node-id`` / ``OFFLOAD_NODE_ID``): 1-63 letters, digits, ``.``, ``_``, ``-``."""
+
+
+def validate_node_id(node_id: str) -> str:
+    """``node_id`` if it is 1-63 letters, digits, ``.``, ``_`` or ``-``; else ConfigError."""
+    if not NODE_ID.fullmatch(node_id):
+        raise ConfigError("node id must be 1-63 letters, digits, '.', '_' or '-', starting "
+                          "with a letter or digit")
+    return node_id
+
+
 def validate(settings: Settings) -> None:
     """Raise ConfigError for settings the engine must not start with."""
     if not 0 < settings.port < 65536:
@@ -186,10 +199,6 @@ def validate(settings: Settings) -> None:
         raise ConfigError("max_body_bytes must be at least 1024")
     if settings.alert_every_s < 0.1:
         raise ConfigError("alert_every_s must be at least 0.1")
-    if settings.alert_rules:
-        from offload.engine.alerts import settings_rules
-
-        settings_rules(settings.alert_rules)  # ConfigError names the bad rule and field
     if settings.lease_s <= 1:
         raise ConfigError("lease_s must be more than 1 second")
     for proxy in settings.trusted_proxies:
@@ -205,8 +214,6 @@ def validate(settings: Settings) -> None:
 
         parse(settings.test_crash_at)
     if settings.node_id is not None:
-        from offload.engine.identity import validate_node_id
-
         validate_node_id(settings.node_id)
     for key in settings.signing_keys():
         from offload.protocol.signing import validate_signing_key

@@ -15,7 +15,7 @@ with warnings.catch_warnings():  # starlette prefers httpx2; httpx works the sam
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from offload.api.app import create_app
+from offload.app import create_app
 from offload.config import from_env
 from tests.fuzz.helpers import all_run_ids
 

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from offload.api.app import create_app
+from offload.app import create_app
 from offload.config import from_env
 
 FULLY_CHECKED = ("/v1/tasks", "/v1/runs")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from offload.api.app import create_app
+from offload.app import create_app
 from offload.config import from_env
 from tests.fuzz.test_tasks_input import assert_problem
 

@@ -179,9 +179,7 @@ class Engine:
         await self.triggers.time_out(item)
 
     async def _timeout_item(self, item: QueueItem) -> None:
-        from offload.engine import timeouts
-
-        await timeouts.handle(self.runs, item)
+        await self.runs.timeout_due(item)
 
     # -- run completion --------------------------------------------------------------------
 

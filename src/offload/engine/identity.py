@@ -15,25 +15,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
 import secrets
 from pathlib import Path
 
-from offload.errors import ConfigError
+from offload.config import validate_node_id
 from offload.ids import new_id
 
 log = logging.getLogger("offload.engine")
 
-NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 MAX_SLOTS = 256
-
-
-def validate_node_id(node_id: str) -> str:
-    """``node_id`` if it is 1-63 letters, digits, ``.``, ``_`` or ``-``; else ConfigError."""
-    if not NODE_ID.fullmatch(node_id):
-        raise ConfigError("node id must be 1-63 letters, digits, '.', '_' or '-', starting "
-                          "with a letter or digit")
-    return node_id
 
 
 class NodeIdentity:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from offload import metrics
@@ -34,7 +34,7 @@ from offload.engine.attempts import RunError
 from offload.errors import NotFoundError, ValidationError
 from offload.ids import new_id
 from offload.logging import log_run
-from offload.models import HTTP_FUNCTION_ID, ItemKind, Run, RunStatus, StepKind
+from offload.models import HTTP_FUNCTION_ID, ItemKind, QueueItem, Run, RunStatus, StepKind
 from offload.protocol.messages import (
     function_cancelled_event,
     function_failed_event,
@@ -204,6 +204,19 @@ class RunLifecycle:
             return None
         return await self.fail(rescued.run_id, lease_exhausted_error(rescued.expiries),
                                reason="lease_exhausted")
+
+    async def timeout_due(self, item: QueueItem) -> None:
+        """Cancel the run of a due start/finish timeout item if the timeout still applies
+        (a start timeout only before the run started); else just consume the item."""
+        fence = Fence(item.id, item.lease_token or "")
+        run = await self.store.run_get(run_id=item.run_id or "", with_steps=False)
+        which = "start" if item.payload.get("which") == "start" else "finish"
+        if run is None or run.status.terminal or (which == "start" and run.started_at is not None):
+            await self.store.apply(Change(fence=fence))
+            return
+        after = timedelta(seconds=float(item.payload.get("after_s", 0)))
+        await self.cancel(run.id, "start_timeout" if which == "start" else "finish_timeout",
+                          detail=str(after), fence=fence, run=run)
 
     async def announce_cancelled(self, run_ids: list[str], reason: CancelReason) -> None:
         """Emit the events of runs the store cancelled inside another change (a singleton

@@ -4,7 +4,8 @@ A run with timeouts gets a RUN_TIMEOUT queue item per timeout, written with the 
 itself, due when the timeout expires. When it comes due: a *start* timeout cancels
 the run if it has not started yet; a *finish* timeout cancels it if it has not ended.
 Either way the run ends ``cancelled`` with an error naming the timeout, it never calls
-its target or app again, and the item is a no-op for a run that is already done.
+its target or app again, and the item is a no-op for a run that is already done
+(:meth:`offload.engine.runs.RunLifecycle.timeout_due`).
 Functions set them with the SDKs' ``timeouts: {start, finish}``; HTTP tasks with
 ``start_timeout`` and ``finish_timeout`` (seconds).
 """
@@ -13,15 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from offload.errors import ValidationError
-from offload.models import ItemKind, QueueItem
+from offload.models import ItemKind
 from offload.protocol.durations import parse_duration
-from offload.store.base import Change, Fence, NewItem, NewRun
+from offload.store.base import NewItem, NewRun
 
-if TYPE_CHECKING:
-    from offload.engine.runs import RunLifecycle
 
 def function_timeouts(config: Mapping[str, Any]) -> tuple[timedelta | None, timedelta | None]:
     """``(start, finish)`` from a function's ``timeouts`` config; bad values are ignored
@@ -52,18 +51,3 @@ def add_timeouts(run: NewRun, *, start: timedelta | None = None,
                                      payload={"which": which,
                                               "after_s": delta.total_seconds()}))
     return run
-
-
-async def handle(runs: RunLifecycle, item: QueueItem) -> None:
-    """Cancel the run of a due timeout item if the timeout still applies."""
-    fence = Fence(item.id, item.lease_token or "")
-    run = await runs.store.run_get(run_id=item.run_id or "", with_steps=False)
-    which = "start" if item.payload.get("which") == "start" else "finish"
-    applies = run is not None and not run.status.terminal and (
-        which == "finish" or run.started_at is None)
-    if run is None or not applies:
-        await runs.store.apply(Change(fence=fence))
-        return
-    after = timedelta(seconds=float(item.payload.get("after_s", 0)))
-    await runs.cancel(run.id, "start_timeout" if which == "start" else "finish_timeout",
-                      detail=str(after), fence=fence, run=run)

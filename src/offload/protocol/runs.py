@@ -8,27 +8,31 @@ the API (function views, reruns) and app sync.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from offload.errors import ValidationError
 from offload.models import Step, StepKind, StepStatus
 from offload.protocol.messages import DEFAULT_RETRIES, MAX_RETRIES, memo_error, memo_output
 
-if TYPE_CHECKING:
-    from offload.config import Settings
-
 DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
 """Step statuses the SDK memoizes."""
 PENDING = (StepStatus.PLANNED, StepStatus.ERRORED, StepStatus.RUNNING)
+"""Statuses of planned run steps that have not finished."""
 RUNNABLE = (StepKind.RUN, StepKind.SEND_EVENT)
 """Step kinds the app runs itself (planned, retried, memoized as ``{"data"}``)."""
-"""Statuses of planned run steps that have not finished."""
 NO_MEMO: Any = object()
 """What :func:`memo_of` returns for a step the SDK must not be told about."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def server_kind(settings: Settings) -> str:
+class HasSigningKey(Protocol):
+    """Anything that carries the engine's signing key (the engine's Settings)."""
+
+    @property
+    def signing_key(self) -> str | None: ...
+
+
+def server_kind(settings: HasSigningKey) -> str:
     """What offload presents as to SDKs: ``cloud`` (signed requests) with a signing key,
     else ``dev``. Apps in the other mode refuse to sync, with a clear error."""
     return "cloud" if settings.signing_key else "dev"

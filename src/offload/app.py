@@ -1,4 +1,5 @@
-"""The ASGI app factory: routers, error bodies, body limits, and the engine's lifespan."""
+"""The ASGI app: the /v1 API, the SDK endpoints and the dashboard composed, with error
+bodies, body limits and the engine's lifespan."""
 
 from __future__ import annotations
 
