@@ -10,6 +10,11 @@ both sharing this machine's cores, syncs the app and measures:
 * the engine's own CPU per call to the app (a 3-step run is 4 calls), from /proc.
 
     .venv/bin/python bench/functions.py [--store sqlite|postgres|both] [--runs 1000]
+
+``--round-trips`` (PostgreSQL) puts a counting proxy (tests/support/pg_wire.py) between
+the engine and the database and reports the round trips per call of the throughput
+phase (the proxy shares the cores: its timings are not comparable). ``--profile DIR``
+records the engine with py-spy during the throughput phase (raw folded stacks).
 """
 
 from __future__ import annotations
@@ -84,8 +89,10 @@ def run_of(api: httpx.Client, event_id: str) -> str:
     raise RuntimeError("no run started")
 
 
-def bench(store: str, runs: int, scratch: Path) -> dict[str, float]:
+def bench(store: str, runs: int, scratch: Path, *, round_trips: bool = False,
+          profile: Path | None = None) -> dict[str, float]:
     db_name = None
+    counter = None
     if store == "sqlite":
         url = f"sqlite:///{scratch / store / 'offload.db'}"
     else:
@@ -95,6 +102,12 @@ def bench(store: str, runs: int, scratch: Path) -> dict[str, float]:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {db_name}")
         url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
+        if round_trips:
+            sys.path.insert(0, str(BENCH.parent))
+            from tests.support.pg_wire import RoundTripCounter
+
+            counter = RoundTripCounter(url).start()
+            url = counter.url
     port, app_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INNGEST_", "OFFLOAD_"))}
     engine = subprocess.Popen(
@@ -128,6 +141,16 @@ def bench(store: str, runs: int, scratch: Path) -> dict[str, float]:
                                   - datetime.fromisoformat(received)).total_seconds() * 1000)
 
         done_before = completed(api)
+        spy = None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(engine.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                 "-o", str(profile / f"engine-{store}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        trips_before = counter.round_trips if counter else 0
         cpu_engine, cpu_app = cpu_s(engine.pid), cpu_s(app.pid)
         started = time.perf_counter()
         for start in range(0, runs, 100):
@@ -141,7 +164,13 @@ def bench(store: str, runs: int, scratch: Path) -> dict[str, float]:
         elapsed = time.perf_counter() - started
         engine_cpu = cpu_s(engine.pid) - cpu_engine
         app_cpu = cpu_s(app.pid) - cpu_app
+        trips = (counter.round_trips - trips_before) if counter else 0
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(30)
         return {
+            "round_trips_per_call": trips / (runs * CALLS_PER_RUN),
+            "all_cpu_per_call_ms": (engine_cpu + app_cpu) / (runs * CALLS_PER_RUN) * 1000,
             "client_p50": statistics.median(client_ms), "client_p99": pct(client_ms, 0.99),
             "engine_p50": statistics.median(engine_ms), "engine_p99": pct(engine_ms, 0.99),
             "runs_per_s": runs / elapsed,
@@ -153,6 +182,8 @@ def bench(store: str, runs: int, scratch: Path) -> dict[str, float]:
         app.kill()
         engine.wait()
         app.wait()
+        if counter is not None:
+            counter.stop()
         if db_name:
             import psycopg
 
@@ -164,6 +195,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--round-trips", action="store_true",
+                        help="count PostgreSQL round trips per call through a proxy")
+    parser.add_argument("--profile", type=Path, help="py-spy the engine into this folder")
     args = parser.parse_args()
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     rows = [
@@ -174,9 +208,15 @@ def main() -> None:
         (f"throughput, {args.runs} runs in flight", "runs_per_s", "runs/s", "≥ 300"),
         ("engine CPU per call to the app", "engine_cpu_per_call_ms", "ms", ""),
         ("app (SDK) CPU per call", "app_cpu_per_call_ms", "ms", ""),
+        ("engine + app CPU per call", "all_cpu_per_call_ms", "ms", ""),
     ]
+    if args.round_trips:
+        rows.append(("PostgreSQL round trips per call (incl. claims, fan-out)",
+                     "round_trips_per_call", "", "≤ 2"))
     with tempfile.TemporaryDirectory(prefix="offload-fn-bench-") as tmp:
-        results = {store: bench(store, args.runs, Path(tmp)) for store in stores}
+        results = {store: bench(store, args.runs, Path(tmp), round_trips=args.round_trips,
+                                profile=args.profile) for store in stores}
+    print(f"load average at the end: {os.getloadavg()}")
     print(f"| 3-step function, Python SDK (FastAPI) | target | {' | '.join(stores)} |")
     print(f"| --- | --- |{' --- |' * len(stores)}")
     for label, key, unit, target in rows:

@@ -203,6 +203,11 @@ class QueueItem:
     lease_expires_at: datetime | None = None
     expiries: int = 0
     concurrency_key: str | None = None
+    carried: bool = False
+    """The claim read this RUN item's run with it: ``run`` is the run (with its steps and
+    ``events`` for durable functions), or None when it has ended or is gone."""
+    run: Run | None = None
+    events: list[Event] | None = None
 
 
 @dataclass(frozen=True, slots=True)

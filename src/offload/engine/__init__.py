@@ -158,8 +158,8 @@ class Engine:
 
     async def _run_item(self, item: QueueItem) -> None:
         faults.crash_point("run.claimed", item.queue)
-        # Batched: the items of one claim are read with one query, not one each.
-        run = await self.http_tasks.runs.get(item.run_id or "")
+        # Carried with the claim; else batched: one query for the items of one claim.
+        run = item.run if item.carried else await self.http_tasks.runs.get(item.run_id or "")
         fence = Fence(item.id, item.lease_token or "")
         if run is None or run.status.terminal:
             await self.store.apply(Change(fence=fence))

@@ -33,7 +33,7 @@ from offload.engine import attempts
 from offload.engine.attempts import RunError
 from offload.engine.catalog import FunctionCatalog
 from offload.engine.runs import RunLifecycle, end_events
-from offload.engine.triggers import with_controls
+from offload.engine.triggers import listens, with_controls
 from offload.errors import (
     OutboundError,
     ProtocolError,
@@ -56,6 +56,8 @@ from offload.outbound.http import OutboundClient, send
 from offload.outbound.tracing import traceparent
 from offload.protocol.canonical import canonical_json
 from offload.protocol.messages import (
+    FUNCTION_FAILED_EVENT,
+    FUNCTION_FINISHED_EVENT,
     MAX_SDK_REQUEST_BYTES,
     MAX_SDK_RESPONSE_BYTES,
     build_call_request,
@@ -102,6 +104,8 @@ DISCOVERY = "step"
 """The ``stepId`` of a discovery call."""
 MAX_GUARD_RETRIES = 20
 _DONE = DONE
+LIFECYCLE_EVENTS = frozenset({FUNCTION_FINISHED_EVENT, FUNCTION_FAILED_EVENT})
+"""The events a run's last attempt emits (see ``runs.end_events``)."""
 
 
 @dataclass
@@ -179,7 +183,9 @@ class Executor:
         """Make the call ``item`` asks for and record its outcome, fenced by the lease."""
         fence = Fence(item.id, item.lease_token or "")
         fn = await self.functions.get(run.function_id)
-        full = await self.store.run_get(run_id=run.id, with_steps=True)
+        # The claim carries the run with its steps (the memo) and trigger events.
+        full = run if run.steps is not None else await self.store.run_get(
+            run_id=run.id, with_steps=True)
         if full is None or full.status.terminal:
             await self.store.apply(Change(fence=fence))
             return
@@ -199,13 +205,16 @@ class Executor:
             # A duplicate of a call whose result is already recorded: nothing to do.
             await self.store.apply(Change(fence=fence))
             return
-        events = await self.store.event_get_many(event_ids=full.event_ids)
+        events = item.events if item.events is not None and full is run else \
+            await self.store.event_get_many(event_ids=full.event_ids)
         call = await self._call(fn, full, events, target,
                                 attempt=int(item.payload.get("attempt", 0)))
         faults.crash_point("call.returned", run.function_id)
         for _ in range(MAX_GUARD_RETRIES):
             outcome = await self._plan(fn, full, events, item, call)
             outcome.change.fence = fence
+            if outcome.finished:
+                await self._quiet_end_events(full, outcome.change)
             try:
                 result = await self.store.apply(outcome.change)
                 faults.crash_point("write.committed", run.function_id)
@@ -225,6 +234,22 @@ class Executor:
                 self.runs.ended(run.id, patch.status)
             return
         raise StaleRunError(f"run {run.id}: gave up after {MAX_GUARD_RETRIES} conflicts")
+
+    async def _quiet_end_events(self, run: Run, change: Change) -> None:
+        """Fan the run's lifecycle events out only to waits when nothing else hears them.
+
+        ``function.finished``/``failed`` of a run that no invoke waits for (no
+        correlation id), with no synced function triggered by or cancelled on that
+        name, can only resume a ``waitForEvent`` on it: the store queues the fan-out
+        item only if such a wait exists (issue 10: most runs end with nobody listening).
+        """
+        if run.correlation_id:
+            return
+        functions = await self.functions.all()
+        for event in change.events:
+            if event.fanout and event.name in LIFECYCLE_EVENTS and not any(
+                    listens(f, event.name) for f in functions):
+                event.fanout_if_waited = True
 
     @staticmethod
     def _record(call: Call, outcome: Outcome) -> None:

@@ -98,6 +98,17 @@ def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
     return False
 
 
+def listens(fn: Function, name: str) -> bool:
+    """Whether an event named ``name`` may start (any trigger on the name, whatever its
+    expression) or cancel a run of ``fn``: if not, ``fn`` never needs to see it."""
+    config = fn.config
+    for trigger in config.get("triggers") or []:
+        if isinstance(trigger, dict) and event_name_matches(trigger.get("event"), name):
+            return True
+    return any(isinstance(c, dict) and c.get("event") == name
+               for c in config.get("cancel") or [])
+
+
 def event_name_matches(pattern: Any, name: Any) -> bool:
     """Whether an event trigger's name matches: exactly, or a wildcard ``prefix/*`` (the
     SDKs allow a trailing ``*``, matching any name that starts with what precedes it)."""

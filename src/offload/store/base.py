@@ -181,6 +181,9 @@ class NewEvent:
     """The sender's W3C trace context, continued by the runs the event starts."""
     extra: dict[str, Any] | None = None
     """Other fields the sender sent (``v``, ...)."""
+    fanout_if_waited: bool = False
+    """With ``fanout``: queue the EVENT item only if some wait is for this event's name
+    (the writer knows that no function is triggered by it and no invoke waits on it)."""
 
 
 @dataclass(slots=True)

@@ -18,8 +18,11 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from offload import faults
 from offload.clock import now_ms
-from offload.errors import StoreError, StoreUnavailableError
+from offload.errors import LeaseLostError, StaleRunError, StoreError, StoreUnavailableError
+from offload.store import pg_commit
+from offload.store.base import Change, ChangeResult
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
 from offload.store.sql import SqlStore
@@ -57,6 +60,24 @@ class _PgTx(Tx):
     @property
     def rowcount(self) -> int:
         return self._cur.rowcount
+
+    def execute_one(self, plan: pg_commit.Plan) -> bool:
+        """Run a one-trip change (its own implicit transaction); False if its fenced item
+        holds a concurrency slot (nothing written: apply it the general way)."""
+        query = plan.query()
+        try:
+            with psycopg.ClientCursor(self._cur.connection) as cur:
+                cur.execute(query, plan.params)
+        except psycopg.errors.InvalidTextRepresentation as exc:
+            message = str(exc)
+            if pg_commit.LEASE_LOST in message:
+                raise LeaseLostError("lease on the queue item is no longer held") from None
+            if pg_commit.STALE_RUN in message:
+                raise StaleRunError("the run changed meanwhile (or has ended)") from None
+            if pg_commit.KEYED in message:
+                return False
+            raise
+        return True
 
 
 class PostgresStore(SqlStore):
@@ -145,6 +166,22 @@ class PostgresStore(SqlStore):
                 self._closing.wait(1.0)
 
     # -- backend hooks -------------------------------------------------------------------
+
+    async def apply(self, change: Change) -> ChangeResult:
+        """Commit a change atomically; a fenced attempt's change in one round trip
+        (:mod:`offload.store.pg_commit`), anything else statement by statement."""
+        one = pg_commit.plan(change)
+        if one is None:
+            return await super().apply(change)
+        if change.steps:
+            faults.crash_point("write.uncommitted")  # tests only: die before the commit
+        def commit(tx: Tx) -> bool:
+            assert isinstance(tx, _PgTx)
+            return tx.execute_one(one)
+
+        if await self._run(commit, write=False):
+            return one.result
+        return await super().apply(change)  # its item holds a concurrency slot
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         return await self._run(fn, write=True)

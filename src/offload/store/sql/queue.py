@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
 from offload.clock import from_ms, now_ms, to_ms
-from offload.models import ItemKind, QueueItem
+from offload.models import HTTP_FUNCTION_ID, Event, ItemKind, QueueItem, Run, Step
 from offload.store import admission, ops
 from offload.store.base import Fence, Rescued
 from offload.store.dashboard_queries import record_restarts
-from offload.store.rows import TERMINAL_SQL, Tx, _in, row_item
+from offload.store.rows import (
+    EVENT_COLS,
+    RUN_COLS,
+    STEP_COLS,
+    TERMINAL_SQL,
+    Tx,
+    _in,
+    row_event,
+    row_item,
+    row_run,
+    row_step,
+)
 from offload.store.sql.write import WritePath
 
 T = TypeVar("T")
@@ -104,12 +116,16 @@ class QueueOps(WritePath):
             if keyed:
                 revoked = admission.enforce_concurrency(self, tx, keyed, at)
                 items = [i for i in items if i.id not in revoked]
-            run_ids = [i.run_id for i in items if i.kind is ItemKind.RUN and i.run_id]
+            run_ids = list(dict.fromkeys(
+                i.run_id for i in items if i.kind is ItemKind.RUN and i.run_id))
             if run_ids:
-                tx.execute(
+                # The runs come back with the claim, and for durable functions their steps
+                # (the memo) and trigger events: the handlers read nothing before calling.
+                runs = {r[0]: row_run(r) for r in tx.execute(
                     f"UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), "
                     f"updated_at = ? WHERE id IN {_in(run_ids)} AND status NOT IN "
-                    f"{TERMINAL_SQL}", (at, at, *run_ids))
+                    f"{TERMINAL_SQL} RETURNING {RUN_COLS}", (at, at, *run_ids))}
+                items = _with_runs(tx, items, runs)
             items.sort(key=lambda i: i.due_at)
             return items
         return await self._write(fn)
@@ -142,3 +158,31 @@ class QueueOps(WritePath):
                 admission.unblock(self, tx, rows[0])
             return bool(rows)
         return await self._write(fn)
+
+
+def _with_runs(tx: Tx, items: list[QueueItem], runs: dict[str, Run]) -> list[QueueItem]:
+    """The claimed items with their runs (``runs``: the live ones), and each durable
+    function's steps and trigger events, read with two statements for the whole claim."""
+    fn_ids = [i for i, r in runs.items() if r.function_id != HTTP_FUNCTION_ID]
+    steps: dict[str, list[Step]] = {i: [] for i in fn_ids}
+    events: dict[str, Event] = {}
+    if fn_ids:
+        for r in tx.execute(f"SELECT {STEP_COLS} FROM steps WHERE run_id IN {_in(fn_ids)} "
+                            "ORDER BY run_id, position", fn_ids):
+            steps[r[0]].append(row_step(r))
+        event_ids = list(dict.fromkeys(e for i in fn_ids for e in runs[i].event_ids))
+        if event_ids:
+            events = {e.id: e for e in (row_event(r) for r in tx.execute(
+                f"SELECT {EVENT_COLS} FROM events WHERE id IN {_in(event_ids)}", event_ids))}
+    out: list[QueueItem] = []
+    for item in items:
+        if item.kind is not ItemKind.RUN or not item.run_id:
+            out.append(item)
+            continue
+        run = runs.get(item.run_id)
+        if run is None or run.function_id == HTTP_FUNCTION_ID:
+            out.append(replace(item, carried=True, run=run))
+            continue
+        out.append(replace(item, carried=True, run=replace(run, steps=list(steps[run.id])),
+                           events=[events[e] for e in run.event_ids if e in events]))
+    return out

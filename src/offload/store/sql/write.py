@@ -20,6 +20,7 @@ from offload.store.base import (
     NewEvent,
     NewItem,
     NewRun,
+    NewWait,
     RunPatch,
     StepWrite,
 )
@@ -123,11 +124,7 @@ class WritePath(Dialect):
             ids = change.delete_waits_of_runs
             tx.execute(f"DELETE FROM waits WHERE run_id IN {_in(ids)}", ids)
         for wait in change.waits:
-            tx.execute(
-                f"INSERT INTO waits ({WAIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (wait.id, wait.run_id, wait.step_id, wait.event_name, wait.expression,
-                 wait.correlation_id, None if wait.trigger is None else dumps(wait.trigger),
-                 _ms(wait.expires_at), to_ms(wait.created_at)))
+            tx.execute(WAIT_INSERT, wait_params(wait))
         for job in change.bulk_jobs:
             tx.execute(
                 f"INSERT INTO bulk_jobs ({BULK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -161,24 +158,20 @@ class WritePath(Dialect):
     def _insert_event(self, tx: Tx, event: NewEvent, result: ChangeResult) -> None:
         # ON CONFLICT rather than select-then-insert: two engines accepting the same
         # external id at once must dedupe, not fail one request on the unique index.
-        tx.execute(
-            f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (external_id) DO NOTHING",
-            (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
-             None if event.user is None else dumps(event.user), event.external_id,
-             event.correlation_id, event.traceparent,
-             dumps(event.extra) if event.extra else None))
+        tx.execute(EVENT_INSERT, event_params(event))
         if tx.rowcount == 0:
             rows = tx.execute(f"SELECT {EVENT_COLS} FROM events WHERE external_id = ?",
                               (event.external_id,))
             result.events.append((row_event(rows[0]), False))
             return
-        result.events.append((Event(id=event.id, name=event.name, data=event.data,
-                                    ts=event.ts, received_at=event.received_at,
-                                    user=event.user, external_id=event.external_id,
-                                    correlation_id=event.correlation_id,
-                                    traceparent=event.traceparent, extra=event.extra), True))
-        if event.fanout:
+        result.events.append((stored_event(event), True))
+        if event.fanout and event.fanout_if_waited:
+            # Only a wait can hear it: one conditional insert, no fan-out of its own.
+            tx.execute(WAITED_ITEM_INSERT, waited_item_params(event))
+            if tx.rowcount > 0:
+                tx.notify = True
+                result.enqueued += 1
+        elif event.fanout:
             self._insert_item(tx, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
                                           payload={"event_id": event.id}), result)
 
@@ -278,53 +271,105 @@ class WritePath(Dialect):
         return _stored_run(run), True
 
     def _patch_run(self, tx: Tx, patch: RunPatch) -> None:
-        sets: list[str] = []
-        params: list[Any] = []
-        if patch.status is not None:
-            sets.append("status = ?")
-            params.append(patch.status.value)
-        if patch.attempt is not None:
-            sets.append("attempt = ?")
-            params.append(patch.attempt)
-        for column, value in (("output", patch.output), ("error", patch.error),
-                              ("state", patch.state)):
-            if value is not UNSET:
-                sets.append(f"{column} = ?")
-                params.append(dumps(value) if value is not None else None)
-        if patch.started_at is not None:
-            sets.append("started_at = COALESCE(started_at, ?)")
-            params.append(to_ms(patch.started_at))
-        if patch.ended_at is not None:
-            sets.append("ended_at = ?")
-            params.append(to_ms(patch.ended_at))
-
-        sets.append("updated_at = ?")
-        params.append(now_ms())
-        guard, guard_params = "", []
-        if patch.expect_state is not UNSET:
-            guard, guard_params = " AND state = ?", [dumps(patch.expect_state or {})]
-        tx.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND status NOT IN "
-                   f"{TERMINAL_SQL}{guard}", (*params, patch.run_id, *guard_params))
-        if guard and tx.rowcount == 0:
+        sql, params = patch_sql(patch)
+        tx.execute(sql, params)
+        if patch.expect_state is not UNSET and tx.rowcount == 0:
             raise StaleRunError(f"run {patch.run_id} changed meanwhile (or has ended)")
 
     def _write_step(self, tx: Tx, step: StepWrite) -> None:
-        def value(v: Any) -> Any:
-            return None if v is UNSET or v is None else dumps(v)
+        tx.execute(*step_sql(step))
 
-        updates = ["name = excluded.name", "kind = excluded.kind", "status = excluded.status",
-                   "attempts = excluded.attempts",
-                   "started_at = COALESCE(steps.started_at, excluded.started_at)",
-                   "ended_at = excluded.ended_at"]
-        for column, v in (("input", step.input), ("output", step.output),
-                          ("error", step.error), ("history", step.history)):
-            if v is not UNSET:
-                updates.append(f"{column} = excluded.{column}")
-        tx.execute(
-            f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, "
-            "(SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?), "
-            "?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, id) DO UPDATE SET "
-            f"{', '.join(updates)} WHERE steps.status NOT IN ('completed', 'failed')",
-            (step.run_id, step.id, step.name, step.kind.value, step.status.value, step.attempts,
-             step.run_id, value(step.input), value(step.output), value(step.error),
-             _ms(step.started_at), _ms(step.ended_at), value(step.history)))
+
+def patch_sql(patch: RunPatch) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE of a run patch (guarded by ``expect_state`` when it has one)."""
+    sets: list[str] = []
+    params: list[Any] = []
+    if patch.status is not None:
+        sets.append("status = ?")
+        params.append(patch.status.value)
+    if patch.attempt is not None:
+        sets.append("attempt = ?")
+        params.append(patch.attempt)
+    for column, value in (("output", patch.output), ("error", patch.error),
+                          ("state", patch.state)):
+        if value is not UNSET:
+            sets.append(f"{column} = ?")
+            params.append(dumps(value) if value is not None else None)
+    if patch.started_at is not None:
+        sets.append("started_at = COALESCE(started_at, ?)")
+        params.append(to_ms(patch.started_at))
+    if patch.ended_at is not None:
+        sets.append("ended_at = ?")
+        params.append(to_ms(patch.ended_at))
+
+    sets.append("updated_at = ?")
+    params.append(now_ms())
+    guard, guard_params = "", []
+    if patch.expect_state is not UNSET:
+        guard, guard_params = " AND state = ?", [dumps(patch.expect_state or {})]
+    return (f"UPDATE runs SET {', '.join(sets)} WHERE id = ? AND status NOT IN "
+            f"{TERMINAL_SQL}{guard}", (*params, patch.run_id, *guard_params))
+
+
+def _value(v: Any) -> Any:
+    return None if v is UNSET or v is None else dumps(v)
+
+
+def step_sql(step: StepWrite) -> tuple[str, tuple[Any, ...]]:
+    """The upsert of a step (a completed or failed step is never overwritten)."""
+    updates = ["name = excluded.name", "kind = excluded.kind", "status = excluded.status",
+               "attempts = excluded.attempts",
+               "started_at = COALESCE(steps.started_at, excluded.started_at)",
+               "ended_at = excluded.ended_at"]
+    for column, v in (("input", step.input), ("output", step.output),
+                      ("error", step.error), ("history", step.history)):
+        if v is not UNSET:
+            updates.append(f"{column} = excluded.{column}")
+    return (
+        f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, "
+        "(SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?), "
+        "?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, id) DO UPDATE SET "
+        f"{', '.join(updates)} WHERE steps.status NOT IN ('completed', 'failed')",
+        (step.run_id, step.id, step.name, step.kind.value, step.status.value, step.attempts,
+         step.run_id, _value(step.input), _value(step.output), _value(step.error),
+         _ms(step.started_at), _ms(step.ended_at), _value(step.history)))
+
+
+EVENT_INSERT = (f"INSERT INTO events ({EVENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (external_id) DO NOTHING")
+WAITED_ITEM_INSERT = (
+    "INSERT INTO queue_items (id, kind, run_id, due_at, priority, queue, payload, created_at) "
+    "SELECT ?, 'event', NULL, ?, 0, 'default', ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM waits WHERE event_name = ?)")
+
+
+def event_params(event: NewEvent) -> tuple[Any, ...]:
+    """The parameters of ``EVENT_INSERT``."""
+    return (event.id, event.name, dumps(event.data), event.ts, to_ms(event.received_at),
+            None if event.user is None else dumps(event.user), event.external_id,
+            event.correlation_id, event.traceparent,
+            dumps(event.extra) if event.extra else None)
+
+
+def waited_item_params(event: NewEvent) -> tuple[Any, ...]:
+    """The parameters of ``WAITED_ITEM_INSERT``: the fan-out item of ``event``."""
+    due = to_ms(event.received_at)
+    return (new_id(), due, dumps({"event_id": event.id}), due, event.name)
+
+
+def stored_event(event: NewEvent) -> Event:
+    """The Event that inserting ``event`` stores."""
+    return Event(id=event.id, name=event.name, data=event.data, ts=event.ts,
+                 received_at=event.received_at, user=event.user,
+                 external_id=event.external_id, correlation_id=event.correlation_id,
+                 traceparent=event.traceparent, extra=event.extra)
+
+
+def wait_params(wait: NewWait) -> tuple[Any, ...]:
+    """The parameters of ``WAIT_INSERT``."""
+    return (wait.id, wait.run_id, wait.step_id, wait.event_name, wait.expression,
+            wait.correlation_id, None if wait.trigger is None else dumps(wait.trigger),
+            _ms(wait.expires_at), to_ms(wait.created_at))
+
+
+WAIT_INSERT = f"INSERT INTO waits ({WAIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
