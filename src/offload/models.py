@@ -11,7 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from offload.protocol.function_config import FunctionConfig
 
 HTTP_FUNCTION_ID = "http"
 """The built-in function that HTTP tasks are runs of."""
@@ -108,7 +111,13 @@ class App:
 
 @dataclass(frozen=True, slots=True)
 class Function:
-    """A synced function. ``config`` is the SDK's function config as registered."""
+    """A synced function. ``config`` is the SDK's function config as registered (what the
+    API and dashboard show); ``spec`` is that config parsed, what the engine reads.
+
+    Sync passes the spec it parsed and the store the one it keeps per config text
+    (``store/rows.row_function``); a Function built without one parses ``config`` once
+    here (``load_function_config``).
+    """
 
     id: str
     app_id: str
@@ -116,6 +125,13 @@ class Function:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    spec: FunctionConfig = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.spec is None:
+            from offload.protocol.function_config import load_function_config
+
+            object.__setattr__(self, "spec", load_function_config(self.config))
 
 
 @dataclass(frozen=True, slots=True)

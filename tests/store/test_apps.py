@@ -95,3 +95,19 @@ async def test_app_delete__removes_app_and_functions(store: Any) -> None:
     assert await store.function_list() == []
     assert await store.app_delete(app_id="app") is False
     assert await store.app_get(app_id="missing") is None
+
+
+async def test_function_reads__share_one_parsed_config_per_version(store: Any) -> None:
+    config = {"triggers": [{"event": "a"}],
+              "steps": {"step": {"runtime": {"url": "http://app/api?fnId=app-p"},
+                                 "retries": {"attempts": 2}}}}
+    await store.app_sync(app=_app(), functions=[_fn("app-p", config=config)])
+    first = await store.function_get(function_id="app-p")
+    listed = await store.function_list(app_id="app")
+    assert first is not None and first.spec.retries == 2
+    assert listed[0].spec is first.spec  # read twice, parsed once
+    changed = {**config, "steps": {"step": {**config["steps"]["step"],
+                                            "retries": {"attempts": 5}}}}
+    await store.app_sync(app=_app(checksum="c2"), functions=[_fn("app-p", config=changed)])
+    again = await store.function_get(function_id="app-p")
+    assert again is not None and again.spec.retries == 5 and again.spec is not first.spec

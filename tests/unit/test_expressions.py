@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from offload.engine.expressions import (
+from offload.errors import ExpressionError
+from offload.protocol.expressions import (
     Expression,
     compile_expression,
     evaluate_int,
     evaluate_key,
 )
-from offload.errors import ExpressionError
 
 EVENT: dict[str, Any] = {
     "event": {

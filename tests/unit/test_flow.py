@@ -1,4 +1,4 @@
-"""engine/flow.py: function configs and task fields become one FlowSettings."""
+"""engine/flow.py: parsed function flow configs and task fields become one FlowSettings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from offload.engine import flow
 from offload.errors import ValidationError
 from offload.models import ItemKind
+from offload.protocol.function_config import parse_flow
 from offload.store.base import (
     Batch,
     ConcurrencyLimit,
@@ -25,7 +26,7 @@ AT = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def _fn(**config: Any) -> flow.FlowSettings:
-    return flow.for_function(config, [EVENT], "app-fn")
+    return flow.for_function(parse_flow(config), [EVENT], "app-fn")
 
 
 def test_for_function__empty_config_changes_nothing() -> None:
@@ -96,9 +97,9 @@ def test_for_function__failing_keys_share_one_key_but_never_idempotency() -> Non
     ({"batchEvents": {"maxSize": 0, "timeout": "1s"}}, "batchEvents.maxSize"),
     ({"singleton": {"mode": "queue"}}, "singleton.mode"),
 ])
-def test_validate_function_config__names_the_field(config: dict[str, Any], field: str) -> None:
+def test_parse_flow__names_the_field(config: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as info:
-        flow.validate_function_config(config)
+        parse_flow(config)
     assert info.value.field == field
 
 

@@ -75,18 +75,19 @@ def test_parse_python_register_body() -> None:
     assert len(reg.checksum) == 64
     fns = {f.id: f for f in reg.functions}
     two = fns["offload-fixture-two-steps"]
-    assert two.name == "two-steps" and two.retries == DEFAULT_RETRIES
-    assert two.step_url.endswith("fnId=offload-fixture-two-steps&stepId=step")
-    assert two.triggers[0].event == "t/two" and two.triggers[0].expression is None
-    assert fns["offload-fixture-flaky"].retries == 2
+    assert two.name == "two-steps" and two.config.retries == DEFAULT_RETRIES
+    assert two.config.url.endswith("fnId=offload-fixture-two-steps&stepId=step")
+    assert two.config.triggers[0].event == "t/two" and two.config.triggers[0].expression is None
+    assert fns["offload-fixture-flaky"].config.retries == 2
     failure = fns["offload-fixture-doomed-failure"]
-    assert failure.retries == 0
-    assert failure.triggers[0].event == "inngest/function.failed"
-    assert failure.triggers[0].expression == "event.data.function_id == 'offload-fixture-doomed'"
+    assert failure.config.retries == 0
+    assert failure.config.triggers[0].event == "inngest/function.failed"
+    assert failure.config.triggers[0].expression == (
+        "event.data.function_id == 'offload-fixture-doomed'")
     ctl = fns["offload-fixture-controlled"]
-    assert ctl.retries == MAX_RETRIES  # 30 requested, capped
-    assert ctl.triggers[1].cron == "TZ=Europe/Paris */5 * * * *"
-    assert ctl.triggers[1].jitter == "30s"
+    assert ctl.config.retries == MAX_RETRIES  # 30 requested, capped
+    assert ctl.config.triggers[1].cron == "TZ=Europe/Paris */5 * * * *"
+    assert ctl.config.triggers[1].jitter == "30s"
     assert ctl.raw["throttle"] == {"burst": 1, "limit": 5, "period": "1m"}
     assert ctl.raw["singleton"]["mode"] == "skip"
     assert fns["offload-fixture-limited"].raw["batchEvents"]["maxSize"] == 100
@@ -97,9 +98,9 @@ def test_parse_js_register_body() -> None:
     reg = parse_register_request(body)
     assert reg.app_id == "next-app" and reg.app_version == "abc123"
     assert reg.sdk == "js:v4.24.0" and reg.framework == "nextjs"
-    assert reg.functions[0].retries == 0 and reg.functions[0].raw["concurrency"] == 3
-    assert reg.functions[1].triggers[0].cron == "0 3 * * *"
-    assert reg.functions[1].retries == DEFAULT_RETRIES
+    assert reg.functions[0].config.retries == 0 and reg.functions[0].raw["concurrency"] == 3
+    assert reg.functions[1].config.triggers[0].cron == "0 3 * * *"
+    assert reg.functions[1].config.retries == DEFAULT_RETRIES
 
 
 def test_checksum_is_stable_and_content_sensitive() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from offload.engine import flow
 from offload.engine.executor import Call, _run_kind, with_attempt
-from offload.engine.triggers import event_name_matches
 from offload.models import Step, StepKind, StepStatus
+from offload.protocol.function_config import event_name_matches, parse_flow
 from offload.protocol.messages import memo_error
 from offload.protocol.opcodes import GeneratorOp, Opcode, SdkResponse, normalize_error
 from offload.protocol.runs import RUNNABLE, attempt_entry, pending_steps
@@ -78,7 +78,9 @@ def test_send_event_steps_are_run_like() -> None:
 
 def test_concurrency_key_value_is_the_runs_queue() -> None:
     config = {"concurrency": [{"limit": 2, "key": "event.data.user"}]}
-    settings = flow.for_function(config, [{"name": "e", "data": {"user": "ann"}}], "app-fn")
+    settings = flow.for_function(parse_flow(config), [{"name": "e", "data": {"user": "ann"}}],
+                                 "app-fn")
     assert flow.concurrency_key_value(settings, "app-fn") == "ann"
-    unkeyed = flow.for_function({"concurrency": [{"limit": 2}]}, [{"name": "e"}], "app-fn")
+    unkeyed = flow.for_function(parse_flow({"concurrency": [{"limit": 2}]}), [{"name": "e"}],
+                                "app-fn")
     assert flow.concurrency_key_value(unkeyed, "app-fn") is None

@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse
 
 from offload.api.identifiers import check_identifier
 from offload.clock import now, now_ms
-from offload.engine import flow
 from offload.errors import ValidationError
 from offload.ids import new_id
 from offload.models import App, Function
@@ -91,13 +90,7 @@ async def register(request: Request) -> JSONResponse:
         return _error(401, problem, code="unauthorized")
     try:
         body = await _json_body(request)
-        parsed = parse_register_request(body)
-        for i, fn in enumerate(parsed.functions):
-            try:
-                flow.validate_function_config(fn.raw)
-            except ValidationError as exc:
-                raise ValidationError(f"functions[{i}].{exc.field}", exc.message,
-                                      exc.code) from None
+        parsed = parse_register_request(body)  # each function's config parsed, once
     except ValidationError as exc:
         return _error(400, f"{exc.field}: {exc.message}", code=exc.code)
     sdk = parsed.sdk or request.headers.get("x-inngest-sdk")
@@ -109,7 +102,8 @@ async def register(request: Request) -> JSONResponse:
               app_version=parsed.app_version, checksum=parsed.checksum, sync_error=None,
               synced_at=at, created_at=at, updated_at=at)
     functions = [Function(id=f.id, app_id=parsed.app_id, name=f.name, config=dict(f.raw),
-                          created_at=at, updated_at=at) for f in parsed.functions]
+                          spec=f.config, created_at=at, updated_at=at)
+                 for f in parsed.functions]
     modified = await engine.store.app_sync(app=app, functions=functions)
     if engine.functions is not None:
         engine.functions.invalidate()

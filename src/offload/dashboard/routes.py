@@ -31,9 +31,10 @@ from offload.clock import now
 from offload.dashboard.login import Sessions
 from offload.engine.apps import AppSyncError
 from offload.engine.bulk import BulkJobs
-from offload.engine.cron import next_tick, parse_cron
+from offload.engine.cron import next_tick
+from offload.engine.cron_service import cron_schedule
 from offload.errors import CronError, ValidationError
-from offload.models import HTTP_FUNCTION_ID, Run, RunStatus
+from offload.models import HTTP_FUNCTION_ID, Function, Run, RunStatus
 from offload.outbound.tracing import trace_id
 from offload.security.redact import redact_headers
 from offload.store.base import RunFilter
@@ -719,19 +720,14 @@ _FLOW_KEYS = ("concurrency", "throttle", "rateLimit", "debounce", "batchEvents",
               "singleton", "idempotency", "cancel", "timeouts")
 
 
-def _function_view(function: Any) -> dict[str, Any]:
+def _function_view(function: Function) -> dict[str, Any]:
     body = function_json(function)
-    config = body.get("config") or {}
-    triggers = config.get("triggers") if isinstance(config, dict) else None
-    steps = config.get("steps") if isinstance(config, dict) else None
-    retries = None
-    if isinstance(steps, dict):
-        for step in steps.values():
-            if isinstance(step, dict) and isinstance(step.get("retries"), dict):
-                retries = step["retries"].get("attempts")
-    body["triggers"] = [t for t in triggers or [] if isinstance(t, dict)]
-    body["flow"] = {k: config[k] for k in _FLOW_KEYS if isinstance(config, dict) and k in config}
-    body["retries"] = retries
+    config = function.config if isinstance(function.config, dict) else {}
+    spec = function.spec
+    body["triggers"] = [{"event": t.event, "expression": t.expression, "cron": t.cron,
+                         "jitter": t.jitter} for t in spec.triggers]
+    body["flow"] = {k: config[k] for k in _FLOW_KEYS if k in config}  # as configured
+    body["retries"] = spec.retries
     return body
 
 
@@ -781,15 +777,12 @@ async def crons(request: Request) -> Response:
     at = now()
     rows: list[dict[str, Any]] = []
     for function in await store.function_list():
-        config = function.config if isinstance(function.config, dict) else {}
-        for trigger in config.get("triggers") or []:
-            if not isinstance(trigger, dict) or not isinstance(trigger.get("cron"), str):
-                continue
+        for trigger in function.spec.crons:
             row: dict[str, Any] = {"function": function.id, "app_id": function.app_id,
-                                   "cron": trigger["cron"], "jitter": trigger.get("jitter"),
+                                   "cron": trigger.cron, "jitter": trigger.jitter,
                                    "next": [], "error": None}
             try:
-                schedule = parse_cron(trigger["cron"], jitter=trigger.get("jitter"))
+                schedule = cron_schedule(trigger)
                 tick = at
                 for _ in range(3):
                     tick = next_tick(schedule, tick)

@@ -16,6 +16,7 @@ it was first synced. Jitter delays a tick's run, never the tick.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -26,6 +27,7 @@ from offload.engine.triggers import with_controls
 from offload.errors import CronError, StoreError
 from offload.ids import new_id
 from offload.models import Function, ItemKind
+from offload.protocol.function_config import Trigger
 from offload.protocol.messages import scheduled_timer_event
 from offload.store.base import Change, NewEvent, NewItem, NewRun, Store
 
@@ -37,15 +39,28 @@ INTERVAL_S = 1.0
 MAX_ON_TIME = 100
 
 
+@functools.lru_cache(maxsize=1024)
+def _schedule(text: str, jitter: str | None) -> CronSchedule | str:
+    try:
+        return parse_cron(text, jitter=jitter)
+    except CronError as exc:
+        return str(exc)
+
+
+def cron_schedule(trigger: Trigger) -> CronSchedule:
+    """A cron trigger's schedule, parsed once per (expression, jitter); CronError if bad."""
+    found = _schedule(trigger.cron or "", trigger.jitter)
+    if isinstance(found, str):
+        raise CronError(found)
+    return found
+
+
 def cron_triggers(fn: Function) -> list[tuple[str, CronSchedule]]:
-    """The valid cron triggers of a function, parsed."""
+    """The valid cron triggers of a function, with their schedules."""
     out: list[tuple[str, CronSchedule]] = []
-    for trigger in fn.config.get("triggers") or []:
-        if not isinstance(trigger, dict) or not isinstance(trigger.get("cron"), str):
-            continue
+    for trigger in fn.spec.crons:
         try:
-            out.append((trigger["cron"], parse_cron(trigger["cron"],
-                                                    jitter=trigger.get("jitter"))))
+            out.append((trigger.cron or "", cron_schedule(trigger)))
         except CronError as exc:
             log.warning("bad cron trigger", extra={"function_id": fn.id, "error": str(exc)})
     return out

@@ -79,8 +79,6 @@ from offload.protocol.runs import (
     DONE,
     RUNNABLE,
     attempt_entry,
-    function_retries,
-    function_url,
     memos_and_stack,
     pending_steps,
     server_kind,
@@ -292,7 +290,7 @@ class Executor:
 
     async def _call(self, fn: Function, run: Run, events: list[Event], target: str | None,
                     *, attempt: int) -> Call:
-        max_attempts = function_retries(fn.config) + 1
+        max_attempts = fn.spec.retries + 1
         memos, stack = memos_and_stack(run.steps or [])
         started = now()
         payloads = [e.as_payload() for e in events] or [
@@ -325,7 +323,7 @@ class Executor:
         if self.settings.signing_key:
             headers["X-Inngest-Signature"] = sign_request(content, self.settings.signing_key,
                                                           started)
-        url = build_call_url(function_url(fn.config), target or DISCOVERY)
+        url = build_call_url(fn.spec.call_url(), target or DISCOVERY)
         try:
             answer = await send(self.client, "POST", url, headers=headers, content=content,
                                 timeout_s=self.settings.call_timeout_s,

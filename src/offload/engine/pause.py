@@ -54,14 +54,15 @@ async def throttle_of(store: Store, kind: PauseKind, target: str) -> Respace | N
             fn = await store.function_get(function_id=target)
             if fn is None:
                 return None
-            rule = flow.for_function(fn.config, [], fn.id).throttle
-            spec = fn.config.get("throttle")
+            rule = flow.for_function(fn.spec.flow, [], fn.id).throttle
+            keyed = fn.spec.flow.throttle is not None and fn.spec.flow.throttle.key is not None
         elif kind == "queue":
             fields = await ops_store(store).pause_held_task_flow(kind=kind, target=target)
             spec = (fields or {}).get("throttle")
             if not isinstance(spec, dict):
                 return None
             rule = flow.for_task(target, throttle=spec).throttle
+            keyed = False
         else:  # every HTTP task: their throttles differ by queue
             return None
     except ValidationError:
@@ -70,7 +71,6 @@ async def throttle_of(store: Store, kind: PauseKind, target: str) -> Respace | N
         return None
     # A function's throttle key is an expression over each run's event: its state rows
     # are many and unknown here. A task's key is literal: ``rule.key`` is its row.
-    keyed = kind == "function" and isinstance(spec, dict) and bool(spec.get("key"))
     return Respace(interval_ms=max(1, rule.period_ms // max(1, rule.limit)),
                    burst=rule.burst, gcra_key=None if keyed else rule.key)
 

@@ -6,39 +6,16 @@ the run if it has not started yet; a *finish* timeout cancels it if it has not e
 Either way the run ends ``cancelled`` with an error naming the timeout, it never calls
 its target or app again, and the item is a no-op for a run that is already done
 (:meth:`offload.engine.runs.RunLifecycle.timeout_due`).
-Functions set them with the SDKs' ``timeouts: {start, finish}``; HTTP tasks with
-``start_timeout`` and ``finish_timeout`` (seconds).
+Functions set them with the SDKs' ``timeouts: {start, finish}`` (parsed at sync into
+``Function.spec``); HTTP tasks with ``start_timeout`` and ``finish_timeout`` (seconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
-from offload.errors import ValidationError
 from offload.models import ItemKind
-from offload.protocol.durations import parse_duration
 from offload.store.base import NewItem, NewRun
-
-
-def function_timeouts(config: Mapping[str, Any]) -> tuple[timedelta | None, timedelta | None]:
-    """``(start, finish)`` from a function's ``timeouts`` config; bad values are ignored
-    here (the register endpoint refuses them)."""
-    raw = config.get("timeouts")
-    if not isinstance(raw, Mapping):
-        return None, None
-
-    def one(name: str) -> timedelta | None:
-        value = raw.get(name)
-        if not isinstance(value, str) or not value:
-            return None
-        try:
-            return parse_duration(value)
-        except ValidationError:
-            return None
-
-    return one("start"), one("finish")
 
 
 def add_timeouts(run: NewRun, *, start: timedelta | None = None,

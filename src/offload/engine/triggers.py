@@ -27,10 +27,9 @@ from offload import faults
 from offload.clock import now
 from offload.engine import flow
 from offload.engine.catalog import FunctionCatalog
-from offload.engine.expressions import compile_expression
 from offload.engine.runs import RunLifecycle
-from offload.engine.timeouts import add_timeouts, function_timeouts
-from offload.errors import ExpressionError, ValidationError
+from offload.engine.timeouts import add_timeouts
+from offload.errors import ExpressionError
 from offload.ids import new_id
 from offload.models import (
     Event,
@@ -42,7 +41,8 @@ from offload.models import (
     StepStatus,
     Wait,
 )
-from offload.protocol.durations import parse_duration
+from offload.protocol.expressions import compile_expression
+from offload.protocol.function_config import event_name_matches
 from offload.protocol.messages import (
     FUNCTION_FINISHED_EVENT,
     FUNCTION_INVOKED_EVENT,
@@ -66,6 +66,7 @@ _LIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SLEEPING, RunStatus.WAIT
 
 
 def _matches(expression: str | None, variables: dict[str, Any]) -> bool:
+    """A wait's ``if`` (stored with the wait, compiled through the expression cache)."""
     if not expression:
         return True
     try:
@@ -74,49 +75,20 @@ def _matches(expression: str | None, variables: dict[str, Any]) -> bool:
         return False
 
 
-def _expired(timeout: Any, since: datetime, at: datetime) -> bool:
-    """Whether a cancel entry's ``timeout`` (counted from the run's start) has passed."""
-    if not isinstance(timeout, str) or not timeout:
-        return False
-    try:
-        return since + parse_duration(timeout) < at
-    except ValidationError:
-        return True
-
-
 def triggered_by(fn: Function, event: dict[str, Any]) -> bool:
     """Whether ``event`` starts a run of ``fn``."""
-    name = event.get("name")
-    if name == FUNCTION_INVOKED_EVENT:
+    if event.get("name") == FUNCTION_INVOKED_EVENT:
         meta = (event.get("data") or {}).get("_inngest") or {}
         return isinstance(meta, dict) and meta.get("fn_id") == fn.id
-    for trigger in fn.config.get("triggers") or []:
-        if not isinstance(trigger, dict) or not event_name_matches(trigger.get("event"), name):
-            continue
-        if _matches(trigger.get("expression"), {"event": event}):
-            return True
-    return False
+    return any(trigger.starts_on(event) for trigger in fn.spec.triggers)
 
 
 def listens(fn: Function, name: str) -> bool:
     """Whether an event named ``name`` may start (any trigger on the name, whatever its
     expression) or cancel a run of ``fn``: if not, ``fn`` never needs to see it."""
-    config = fn.config
-    for trigger in config.get("triggers") or []:
-        if isinstance(trigger, dict) and event_name_matches(trigger.get("event"), name):
-            return True
-    return any(isinstance(c, dict) and c.get("event") == name
-               for c in config.get("cancel") or [])
-
-
-def event_name_matches(pattern: Any, name: Any) -> bool:
-    """Whether an event trigger's name matches: exactly, or a wildcard ``prefix/*`` (the
-    SDKs allow a trailing ``*``, matching any name that starts with what precedes it)."""
-    if not isinstance(pattern, str) or not isinstance(name, str):
-        return False
-    if pattern.endswith("*"):
-        return name.startswith(pattern[:-1])
-    return pattern == name
+    spec = fn.spec
+    return (any(event_name_matches(t.event, name) for t in spec.triggers)
+            or any(c.event == name for c in spec.cancel))
 
 
 def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> NewRun:
@@ -125,9 +97,9 @@ def with_controls(run: NewRun, fn: Function, events: list[dict[str, Any]]) -> Ne
     Every place that starts a function run (events, cron ticks, invokes) goes through
     here, so they all honour the same configuration.
     """
-    start, finish = function_timeouts(fn.config)
-    add_timeouts(run, start=start, finish=finish)
-    settings = flow.for_function(fn.config, events, fn.id)
+    spec = fn.spec
+    add_timeouts(run, start=spec.start_timeout, finish=spec.finish_timeout)
+    settings = flow.for_function(spec.flow, events, fn.id)
     if run.queue is None:
         run.queue = flow.concurrency_key_value(settings, fn.id)
     return flow.apply_to_new_run(run, settings)
@@ -202,8 +174,7 @@ class Triggers:
                                at: datetime) -> None:
         """Cancel live runs of functions whose ``cancel`` entries match this event."""
         for fn in functions:
-            cancels = [c for c in fn.config.get("cancel") or []
-                       if isinstance(c, dict) and c.get("event") == payload.get("name")]
+            cancels = [c for c in fn.spec.cancel if c.event == payload.get("name")]
             if not cancels:
                 continue
             cursor: str | None = None
@@ -215,9 +186,10 @@ class Triggers:
                     events = await self.store.event_get_many(event_ids=run.event_ids[:1])
                     trigger = events[0].as_payload() if events else {}
                     for cancel in cancels:
-                        if _expired(cancel.get("timeout"), run.created_at, at):
-                            continue
-                        if _matches(cancel.get("if"), {"event": trigger, "async": payload}):
+                        if cancel.timeout is not None and run.created_at + cancel.timeout < at:
+                            continue  # counted from the run's start: this rule has lapsed
+                        variables = {"event": trigger, "async": payload}
+                        if cancel.condition is None or cancel.condition.holds(variables):
                             await self.runs.cancel(run.id, "cancel_event", run=run)
                             break
                 if page.next_cursor is None:

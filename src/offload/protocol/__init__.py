@@ -1,16 +1,17 @@
 """The Inngest SDK wire protocol as pure functions: no I/O, no engine imports.
 
 ``canonical`` (RFC 8785 bodies), ``signing`` (HMAC signatures, Bearer keys),
-``opcodes`` (parsing SDK answers), ``messages`` (register, call requests, memos,
+``opcodes`` (parsing SDK answers), ``function_config`` (a function's config, typed),
+``expressions`` (CEL), ``messages`` (register, call requests, memos,
 lifecycle events, seeded ids) and ``durations`` (time strings).
 """
 
 from offload.protocol.canonical import canonical_json
 from offload.protocol.durations import format_duration, parse_duration
+from offload.protocol.function_config import FunctionConfig, Trigger
 from offload.protocol.messages import (
-    FunctionConfig,
     RegisterRequest,
-    Trigger,
+    SyncedFunction,
     build_call_request,
     build_call_url,
     event_ids_from_seed,
@@ -45,6 +46,7 @@ __all__ = [
     "Opcode",
     "RegisterRequest",
     "SdkResponse",
+    "SyncedFunction",
     "Trigger",
     "bearer_matches",
     "build_call_request",

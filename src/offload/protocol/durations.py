@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from offload.errors import ValidationError
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["MAX_PERIOD", "duration_ms", "format_duration", "parse_duration"]
+
+MAX_PERIOD = datetime.timedelta(days=7)
+"""The longest flow-control period (throttle, rate limit, debounce, batch timeout)."""
 
 # Microseconds per unit; nanoseconds are kept as a fraction and truncated at the end.
 _UNIT_MICROS: dict[str, Decimal] = {
@@ -76,3 +80,28 @@ def format_duration(value: datetime.timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def duration_ms(value: Any, field_name: str, *, minimum_ms: int = 1,
+                maximum: datetime.timedelta = MAX_PERIOD) -> int:
+    """A time string (``"1m30s"``) or a number of seconds as milliseconds, bounds checked;
+    errors name ``field_name``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValidationError(field_name, "must be a time string like \"30s\" or seconds",
+                              "invalid_type")
+    if isinstance(value, str):
+        try:
+            delta = parse_duration(value)
+        except ValidationError as exc:
+            raise ValidationError(field_name, exc.message, exc.code) from None
+    else:
+        if value != value or value < 0:
+            raise ValidationError(field_name, "must not be negative", "negative")
+        delta = datetime.timedelta(seconds=float(value))
+    ms = int(delta / datetime.timedelta(milliseconds=1))
+    if ms < minimum_ms:
+        raise ValidationError(field_name, f"must be at least {minimum_ms} ms", "too_small")
+    if delta > maximum:
+        raise ValidationError(field_name, f"must be at most {format_duration(maximum)}",
+                              "too_large")
+    return ms

@@ -18,7 +18,14 @@ from ulid import ULID
 from offload.errors import ValidationError
 from offload.models import RunError
 from offload.protocol.canonical import canonical_json
-from offload.protocol.durations import parse_duration
+from offload.protocol.function_config import (
+    DEFAULT_RETRIES,
+    MAX_RETRIES,
+    FunctionConfig,
+    Trigger,
+    check_url,
+    parse_function_config,
+)
 from offload.protocol.opcodes import normalize_error
 
 __all__ = [
@@ -35,6 +42,7 @@ __all__ = [
     "SCHEDULED_TIMER_EVENT",
     "FunctionConfig",
     "RegisterRequest",
+    "SyncedFunction",
     "Trigger",
     "build_call_request",
     "build_call_url",
@@ -51,8 +59,6 @@ __all__ = [
     "scheduled_timer_event",
 ]
 
-DEFAULT_RETRIES = 4
-MAX_RETRIES = 20
 MAX_SDK_REQUEST_BYTES = 4 * 1024 * 1024
 """A call request bigger than this goes without events and steps, with ``use_api``: the
 SDK fetches them from ``/v0/runs/{id}/batch`` and ``/actions`` (Inngest's threshold)."""
@@ -83,30 +89,13 @@ INVOKE_TIMEOUT_ERROR: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class Trigger:
-    """A function trigger: an event (with an optional CEL expression) or a cron."""
-
-    event: str | None = None
-    expression: str | None = None
-    cron: str | None = None
-    jitter: str | None = None
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    """One function of a register request.
-
-    ``id`` is the composite id (``<app>-<fn>``); ``retries`` counts *retries*
-    (attempts = retries + 1; default 4, capped at 20); ``raw`` is the whole
-    config (flow control: concurrency, throttle, rateLimit, debounce, cancel,
-    priority, timeouts, idempotency, batchEvents, singleton).
-    """
+class SyncedFunction:
+    """One function of a register request: its composite id (``<app>-<fn>``), name, config
+    parsed (:class:`FunctionConfig`) and as sent (``raw``, what the store keeps)."""
 
     id: str
     name: str
-    triggers: list[Trigger]
-    step_url: str
-    retries: int
+    config: FunctionConfig
     raw: dict[str, Any] = field(compare=False, repr=False)
 
 
@@ -119,7 +108,7 @@ class RegisterRequest:
     sdk: str | None
     framework: str | None
     app_version: str | None
-    functions: list[FunctionConfig]
+    functions: list[SyncedFunction]
     deploy_type: str
     capabilities: dict[str, Any]
     checksum: str
@@ -143,68 +132,7 @@ def _opt_str(body: Mapping[str, Any], *names: str) -> str | None:
     return value
 
 
-def _check_url(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError(path, "is required", "required")
-    try:
-        parsed = urllib.parse.urlsplit(value)
-    except ValueError as err:
-        raise ValidationError(path, f"is not a URL: {err}", "invalid_url") from err
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValidationError(path, "must be an absolute http(s) URL", "invalid_url")
-    return value
-
-
-def _check_duration(value: Any, path: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        # Some SDK versions send plain numbers (seconds / ms); tolerate them.
-        return
-    if not isinstance(value, str):
-        raise ValidationError(path, "must be a duration string", "invalid_duration")
-    try:
-        parse_duration(value)
-    except ValidationError as err:
-        raise ValidationError(path, err.message, "invalid_duration") from err
-
-
-def _parse_trigger(raw: Any, path: str) -> Trigger:
-    if not isinstance(raw, Mapping):
-        raise ValidationError(path, "must be an object", "invalid_type")
-    event = raw.get("event")
-    cron = raw.get("cron")
-    if (event is None) == (cron is None):
-        raise ValidationError(path, "needs exactly one of 'event' or 'cron'", "invalid_trigger")
-    expression = raw.get("expression")
-    jitter = raw.get("jitter")
-    if event is not None:
-        if not isinstance(event, str) or not event.strip():
-            raise ValidationError(f"{path}.event", "must be a non-empty string", "invalid_type")
-        if expression is not None and not isinstance(expression, str):
-            raise ValidationError(f"{path}.expression", "must be a string", "invalid_type")
-        return Trigger(event=event, expression=expression or None)
-    if not isinstance(cron, str) or not cron.strip():
-        raise ValidationError(f"{path}.cron", "must be a non-empty string", "invalid_type")
-    if jitter is not None:
-        _check_duration(jitter, f"{path}.jitter")
-        if not isinstance(jitter, str):
-            raise ValidationError(f"{path}.jitter", "must be a duration string", "invalid_type")
-    return Trigger(cron=cron, jitter=jitter or None)
-
-
-_DURATION_FIELDS: tuple[tuple[str, str], ...] = (
-    ("throttle", "period"),
-    ("rateLimit", "period"),
-    ("debounce", "period"),
-    ("debounce", "timeout"),
-    ("timeouts", "start"),
-    ("timeouts", "finish"),
-    ("batchEvents", "timeout"),
-)
-
-
-def _parse_function(raw: Any, path: str) -> FunctionConfig:
+def _parse_function(raw: Any, path: str) -> SyncedFunction:
     if not isinstance(raw, Mapping):
         raise ValidationError(path, "must be an object", "invalid_type")
     fn_id = raw.get("id")
@@ -213,61 +141,8 @@ def _parse_function(raw: Any, path: str) -> FunctionConfig:
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise ValidationError(f"{path}.name", "must be a string", "invalid_type")
-
-    triggers_raw = raw.get("triggers")
-    if not isinstance(triggers_raw, list) or not triggers_raw:
-        raise ValidationError(f"{path}.triggers", "needs at least one trigger", "required")
-    triggers = [_parse_trigger(t, f"{path}.triggers[{i}]") for i, t in enumerate(triggers_raw)]
-
-    steps = raw.get("steps")
-    if not isinstance(steps, Mapping) or not steps:
-        raise ValidationError(f"{path}.steps", "needs the 'step' entry", "required")
-    step_key = "step" if "step" in steps else next(iter(steps))
-    step = steps[step_key]
-    step_path = f"{path}.steps.{step_key}"
-    if not isinstance(step, Mapping):
-        raise ValidationError(step_path, "must be an object", "invalid_type")
-    runtime = step.get("runtime")
-    if not isinstance(runtime, Mapping):
-        raise ValidationError(f"{step_path}.runtime", "is required", "required")
-    step_url = _check_url(runtime.get("url"), f"{step_path}.runtime.url")
-
-    retries = DEFAULT_RETRIES
-    retries_raw = step.get("retries")
-    if retries_raw is not None:
-        if not isinstance(retries_raw, Mapping):
-            raise ValidationError(f"{step_path}.retries", "must be an object", "invalid_type")
-        attempts = retries_raw.get("attempts")
-        if attempts is not None:
-            if isinstance(attempts, float) and attempts.is_integer():
-                attempts = int(attempts)
-            if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
-                raise ValidationError(
-                    f"{step_path}.retries.attempts",
-                    "must be a non-negative integer",
-                    "invalid_retries",
-                )
-            retries = min(attempts, MAX_RETRIES)
-
-    for section, key in _DURATION_FIELDS:
-        container = raw.get(section)
-        if isinstance(container, Mapping):
-            _check_duration(container.get(key), f"{path}.{section}.{key}")
-    cancels = raw.get("cancel")
-    if isinstance(cancels, list):
-        for i, cancel in enumerate(cancels):
-            if not isinstance(cancel, Mapping) or not isinstance(cancel.get("event"), str):
-                raise ValidationError(f"{path}.cancel[{i}].event", "is required", "required")
-            _check_duration(cancel.get("timeout"), f"{path}.cancel[{i}].timeout")
-
-    return FunctionConfig(
-        id=fn_id,
-        name=name or fn_id,
-        triggers=triggers,
-        step_url=step_url,
-        retries=retries,
-        raw=dict(raw),
-    )
+    return SyncedFunction(id=fn_id, name=name or fn_id,
+                          config=parse_function_config(raw, path), raw=dict(raw))
 
 
 def parse_register_request(body: Mapping[str, Any]) -> RegisterRequest:
@@ -282,7 +157,7 @@ def parse_register_request(body: Mapping[str, Any]) -> RegisterRequest:
     app_id = _pick(body, "appName", "appname", "app_name", "app_id")
     if not isinstance(app_id, str) or not app_id.strip():
         raise ValidationError("appName", "is required", "required")
-    url = _check_url(body.get("url"), "url")
+    url = check_url(body.get("url"), "url")
     functions_raw = body.get("functions")
     if functions_raw is None:
         functions_raw = []

@@ -1,8 +1,8 @@
-"""What an SDK is told about a run and a function: memos, stack, retries, server kind.
+"""What an SDK is told about a run: memos, stack, pending steps, server kind.
 
-Pure functions over stored steps and synced function configs, shared by the
-executor (call requests), the SDK routes (``GET /v0/runs/{id}/actions``-style reads),
-the API (function views, reruns) and app sync.
+Pure functions over stored steps, shared by the executor (call requests), the SDK
+routes (``GET /v0/runs/{id}/actions``-style reads), the API (reruns) and app sync.
+A function's retries and URL come from its parsed config (``Function.spec``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from offload.errors import ValidationError
 from offload.models import Step, StepKind, StepStatus
-from offload.protocol.messages import DEFAULT_RETRIES, MAX_RETRIES, memo_error, memo_output
+from offload.protocol.messages import memo_error, memo_output
 
 DONE = (StepStatus.COMPLETED, StepStatus.FAILED)
 """Step statuses the SDK memoizes."""
@@ -36,35 +35,6 @@ def server_kind(settings: HasSigningKey) -> str:
     """What offload presents as to SDKs: ``cloud`` (signed requests) with a signing key,
     else ``dev``. Apps in the other mode refuse to sync, with a clear error."""
     return "cloud" if settings.signing_key else "dev"
-
-
-def _step_config(config: dict[str, Any]) -> dict[str, Any] | None:
-    steps = config.get("steps")
-    if isinstance(steps, dict) and steps:
-        step = steps.get("step") or next(iter(steps.values()))
-        return step if isinstance(step, dict) else None
-    return None
-
-
-def function_retries(config: dict[str, Any]) -> int:
-    """Retries of a function (attempts = retries + 1): ``steps.step.retries.attempts``."""
-    step = _step_config(config)
-    retries = (step or {}).get("retries")
-    if isinstance(retries, dict):
-        attempts = retries.get("attempts")
-        if isinstance(attempts, int | float) and not isinstance(attempts, bool):
-            return max(0, min(int(attempts), MAX_RETRIES))
-    return DEFAULT_RETRIES
-
-
-def function_url(config: dict[str, Any]) -> str:
-    """The URL the app serves a function's steps at."""
-    step = _step_config(config)
-    if step is not None:
-        url = (step.get("runtime") or {}).get("url")
-        if isinstance(url, str) and url:
-            return url
-    raise ValidationError("steps.step.runtime.url", "is missing", "required")
 
 
 def memo_of(step: Step) -> Any:

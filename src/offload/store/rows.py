@@ -8,6 +8,7 @@ Imported by :mod:`offload.store.sql` and the modules it is built from
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from offload.models import (
     StepStatus,
     Wait,
 )
+from offload.protocol.function_config import FunctionConfig, load_function_config
 from offload.store.base import RunFilter
 
 _T = TypeVar("_T")
@@ -188,9 +190,17 @@ def row_app(r: tuple[Any, ...]) -> App:
                updated_at=_dt(r[9]))
 
 
+@functools.lru_cache(maxsize=4096)
+def function_spec(config_text: str) -> FunctionConfig:
+    """A stored function config, parsed once per distinct config text (a config version):
+    every later read of the row gets the same object."""
+    return load_function_config(orjson.loads(config_text))
+
+
 def row_function(r: tuple[Any, ...]) -> Function:
-    """A ``functions`` row as a Function."""
-    return Function(id=r[0], app_id=r[1], name=r[2], config=loads(r[3]), created_at=_dt(r[4]),
+    """A ``functions`` row as a Function, its parsed config shared by every read."""
+    return Function(id=r[0], app_id=r[1], name=r[2], config=loads(r[3]),
+                    spec=function_spec(r[3]), created_at=_dt(r[4]),
                     updated_at=_dt(r[5]))
 
 

@@ -14,7 +14,6 @@ from offload.engine.cron_service import cron_triggers
 from offload.engine.pause import pauses, with_pause
 from offload.errors import CronError, NotFoundError
 from offload.models import Function
-from offload.protocol.runs import function_retries
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"],
                    dependencies=[Depends(require("admin"))])
@@ -32,7 +31,7 @@ def describe(fn: Function) -> dict[str, Any]:
         crons.append({"cron": text, "next_fire_at": upcoming})
     nexts = [c["next_fire_at"] for c in crons if c["next_fire_at"]]
     return {**function_json(fn), "triggers": fn.config.get("triggers") or [],
-            "retries": function_retries(fn.config), "crons": crons,
+            "retries": fn.spec.retries, "crons": crons,
             "next_fire_at": min(nexts) if nexts else None}
 
 

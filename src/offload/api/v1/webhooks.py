@@ -303,13 +303,9 @@ class Receiver:
         if catalog is None:
             return True
         for fn in await catalog.all():
-            config = fn.config
-            for entry in (config.get("triggers") or []) + (config.get("cancel") or []):
-                if not isinstance(entry, dict):
-                    return True
-                wanted = entry.get("event")
-                if wanted == name or (isinstance(wanted, str) and "*" in wanted):
-                    return True
+            wanted = [t.event for t in fn.spec.triggers] + [c.event for c in fn.spec.cancel]
+            if any(w == name or (w is not None and "*" in w) for w in wanted):
+                return True
         return False
 
     def _refuse(self, webhook_id: str, reason: str) -> Outcome:

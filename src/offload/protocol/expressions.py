@@ -106,21 +106,26 @@ def _normalise(value: Any) -> Any:
     raise ExpressionError(f"expression result of type {type(value).__name__} cannot be a key")
 
 
-def evaluate_key(source: str, variables: Mapping[str, Any]) -> str:
-    """Evaluate ``source`` into a stable string key (concurrency, throttle, debounce).
+def _compiled(source: str | Expression) -> Expression:
+    return source if isinstance(source, Expression) else compile_expression(source)
+
+
+def evaluate_key(source: str | Expression, variables: Mapping[str, Any]) -> str:
+    """Evaluate ``source`` (text or compiled) into a stable string key (concurrency,
+    throttle, debounce).
 
     A string result is the key itself; anything else becomes canonical JSON text
     (sorted keys, no spaces, ``1.0`` written as ``1``). Raises ExpressionError if the
     expression fails, e.g. on a missing field.
     """
-    result = compile_expression(source).evaluate(variables)
+    result = _compiled(source).evaluate(variables)
     if isinstance(result, str):
         return result
     return json.dumps(_normalise(result), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def evaluate_int(
-    source: str,
+    source: str | Expression,
     variables: Mapping[str, Any],
     *,
     lo: int,
@@ -132,7 +137,7 @@ def evaluate_int(
     Errors and non-numeric results give ``default`` (also clamped); floats truncate.
     Compile errors still raise ExpressionError.
     """
-    expression = compile_expression(source)
+    expression = _compiled(source)
     try:
         result = expression.evaluate(variables)
     except ExpressionError:
