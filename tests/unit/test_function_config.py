@@ -13,7 +13,7 @@ import pytest
 from offload.engine.cron_service import cron_triggers
 from offload.engine.triggers import triggered_by, with_controls
 from offload.errors import ValidationError
-from offload.models import Function
+from offload.models import Function, RunError
 from offload.protocol.expressions import Expression
 from offload.protocol.function_config import (
     DEFAULT_RETRIES,
@@ -23,6 +23,7 @@ from offload.protocol.function_config import (
     load_function_config,
     parse_function_config,
 )
+from offload.protocol.messages import INVOKE_TIMEOUT_ERROR
 from offload.store import rows
 from offload.store.base import NewRun
 
@@ -187,3 +188,9 @@ def test_a_stored_config_is_parsed_once_per_version(monkeypatch: pytest.MonkeyPa
     assert first.config == second.config and first.config is not second.config
     changed = ("app-fn", "app", "fn", orjson.dumps({**config, "retries": 1}).decode(), 0, 1)
     assert rows.row_function(changed).spec is not first.spec and len(calls) == 2
+
+
+def test_invoke_timeout_error_is_a_run_error() -> None:
+    assert isinstance(INVOKE_TIMEOUT_ERROR, RunError)
+    assert INVOKE_TIMEOUT_ERROR.name == "InngestInvokeTimeoutError"
+    assert RunError.of(INVOKE_TIMEOUT_ERROR) == INVOKE_TIMEOUT_ERROR

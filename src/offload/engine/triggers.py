@@ -36,6 +36,7 @@ from offload.models import (
     Function,
     ItemKind,
     QueueItem,
+    RunError,
     RunStatus,
     StepKind,
     StepStatus,
@@ -208,7 +209,7 @@ class Triggers:
                     expression=None, correlation_id=None,
                     trigger={"name": name, "kind": kind}, expires_at=at, created_at=at)
         if kind == "invoke":
-            resume = _resume(wait, at, error=dict(INVOKE_TIMEOUT_ERROR))
+            resume = _resume(wait, at, error=RunError.of(INVOKE_TIMEOUT_ERROR))
         else:
             resume = _resume(wait, at, output=None)
         await self.store.apply(Change(fence=fence, resumes=[resume]))

@@ -73,15 +73,14 @@ FUNCTION_FAILED_EVENT = "inngest/function.failed"
 FUNCTION_CANCELLED_EVENT = "inngest/function.cancelled"
 SCHEDULED_TIMER_EVENT = "inngest/scheduled.timer"
 
-def invoke_not_found_error(function_id: str) -> dict[str, Any]:
+def invoke_not_found_error(function_id: str) -> RunError:
     """The error a ``step.invoke`` of a function that is not synced fails with."""
     return RunError("Error", f"could not find function with ID: {function_id}")
 
 
-INVOKE_TIMEOUT_ERROR: dict[str, str] = {
-    "name": "InngestInvokeTimeoutError",
-    "message": "Timed out waiting for invoked function to complete",
-}
+INVOKE_TIMEOUT_ERROR = RunError("InngestInvokeTimeoutError",
+                                 "Timed out waiting for invoked function to complete")
+"""What a ``step.invoke`` whose child did not end in time fails with (copy before use)."""
 
 # ---------------------------------------------------------------------------
 # Register ("sync")

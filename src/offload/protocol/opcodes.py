@@ -140,10 +140,10 @@ def normalize_error(obj: Any, *, _depth: int = 0) -> dict[str, Any]:
             else:
                 message = _short_json(message)
         stack = obj.get("stack")
-        out = {str(k): v for k, v in obj.items()}
-        out["name"] = name if isinstance(name, str) and name else "Error"
-        out["message"] = message
-        out["stack"] = stack if isinstance(stack, str) and stack else None
+        extra = {str(k): v for k, v in obj.items()
+                 if str(k) not in ("name", "message", "stack")}
+        out = RunError(name if isinstance(name, str) and name else "Error", message,
+                       stack=stack if isinstance(stack, str) and stack else None, **extra)
         cause = out.get("cause")
         if isinstance(cause, Mapping) and _depth < 10 and (
                 "message" in cause or "name" in cause):
