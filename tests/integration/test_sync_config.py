@@ -62,3 +62,14 @@ def test_sync__the_stored_function_is_served_parsed(dev: TestClient) -> None:
     assert fn["retries"] == 20  # 30 asked, capped
     assert fn["config"]["steps"]["step"]["retries"] == {"attempts": 30}  # raw kept as sent
     assert [c["cron"] for c in fn["crons"]] == ["0 3 * * *"]
+
+
+def test_sync__the_dashboard_shows_the_parsed_triggers_retries_and_crons(
+        dev: TestClient) -> None:
+    assert dev.post("/fn/register", json=BODY).json()["ok"] is True
+    apps = dev.get("/apps")
+    assert apps.status_code == 200
+    assert "event <code>a/b</code>" in apps.text and "cron <code>0 3 * * *</code>" in apps.text
+    assert '<td class="num">20</td>' in apps.text
+    crons = dev.get("/crons")
+    assert crons.status_code == 200 and "app-fn" in crons.text and "0 3 * * *" in crons.text
