@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.browser.test_dashboard_ops import sdk_app  # noqa: F401 - a shared fi
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
 from tests.support.target import Target
+from tests.support.tasks import held_by_pause
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +73,7 @@ def test_queue_pause_and_resume_buttons(page: Any, engine: EngineProcess, api: h
         "data-paused") == "yes"
 
     run_id = _task(api, f"{target.url}/mail", queue="mail")
-    time.sleep(1.5)
+    held_by_pause(api, "mail", 1)  # a claim met it and gave it back
     assert _status(api, run_id) == "queued" and target.at("/mail") == []
     page.reload()
     row = page.locator('#pause-queues tr[data-queue="mail"]')
@@ -118,7 +118,7 @@ def test_function_pause_button_holds_a_durable_function(page: Any, engine: Engin
     run_id = eventually(lambda: (api.get(f"/v1/events/{event['ids'][0]}").json().get("runs")
                                  or [{}])[0].get("id"),
                         timeout=30, interval=0.1, what="the run of the t/two event")
-    time.sleep(1.5)
+    held_by_pause(api, "default", 1)  # a durable run's items queue in "default"
     assert _status(api, run_id) == "queued"
 
     page.click("#pause-toggle")
@@ -188,7 +188,7 @@ def test_http_tasks_page_pauses_every_task(page: Any, engine: EngineProcess,
     page.wait_for_url(re.compile(r"/functions/http$"))
     assert page.locator("#paused").count() == 1
     run_id = _task(api, f"{target.url}/held-http", queue="any-queue")
-    time.sleep(1.5)
+    held_by_pause(api, "any-queue", 1)
     assert _status(api, run_id) == "queued"
     page.click("#pause-toggle")
     page.wait_for_url(re.compile(r"/functions/http$"))

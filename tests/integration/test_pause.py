@@ -22,7 +22,7 @@ import pytest
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
 from tests.support.target import Target
-from tests.support.tasks import submit
+from tests.support.tasks import held_by_pause, submit
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,11 +60,11 @@ def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_orde
         other = submit(api, url=f"{target.url}/other", queue="elsewhere")
         _wait_status(api, slow["id"], "completed")
         _wait_status(api, other["id"], "completed")
-        time.sleep(1.5)
+        held_by_pause(api, "billing", 5)  # the claim met each one and gave it back
         assert [_status(api, r) for r in runs] == ["queued"] * 5
         assert target.at("/job") == []
         state = _queue(api, "billing")
-        assert state["paused"] and state["held"] + state["due"] == 5, state
+        assert state["paused"] and state["held"] == 5 and state["due"] == 0, state
 
         engine.kill()  # SIGKILL: the pause is stored, not in memory
         engine = EngineProcess(tmp_path / "engine", database_url=store_url).start()
@@ -73,8 +73,12 @@ def test_paused_queue_holds_runs_across_a_restart_and_resume_starts_them_in_orde
         assert listed["billing"]["paused"] is True
         assert listed["billing"]["pause"]["paused_at"]
         assert 'offload_paused{kind="queue",target="billing"} 1.0' in api.get("/metrics").text
-        time.sleep(2.0)
+        # the new engine claims (earliest due first) a task queued after the held ones:
+        # once it has run, the held runs were passed over, not started
+        after = submit(api, url=f"{target.url}/other", queue="elsewhere")
+        _wait_status(api, after["id"], "completed")
         assert [_status(api, r) for r in runs] == ["queued"] * 5
+        assert _queue(api, "billing")["held"] == 5
         assert target.at("/job") == []
 
         resumed = api.post("/v1/queues/billing/resume")
@@ -103,7 +107,7 @@ def test_pausing_the_http_function_from_the_cli(store_url: str, target: Target,
 
         assert "function http: paused" in cli("pause", "function", "http")
         run = submit(api, url=f"{target.url}/held", queue="any")
-        time.sleep(1.5)
+        held_by_pause(api, "any", 1)
         assert _status(api, run["id"]) == "queued"
         queues = {q["name"]: q for q in json.loads(cli("queues", "--json"))["data"]}
         assert queues["any"]["held"] == 1 and queues["any"]["paused"] is False  # the function is
@@ -164,7 +168,7 @@ def test_a_pause_holds_on_every_engine_sharing_postgres(target: Target, tmp_path
         assert _queue(api_b, "shared")["paused"] is True
         runs = [submit(api, url=f"{target.url}/shared", queue="shared")["id"]
                 for api in (api_a, api_b, api_b)]
-        time.sleep(2.0)  # both engines idle: neither starts them
+        held_by_pause(api_b, "shared", 3)  # met by a claim and given back, not started
         assert [_status(api_a, r) for r in runs] == ["queued"] * 3
         assert target.at("/shared") == []
         assert api_b.post("/v1/queues/shared/resume").status_code == 200
