@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from offload.api.v1.tasks import TaskIn
+from offload.engine import pause as pausing
 from offload.store.base import Change
 from tests.support.inprocess import InProcessEngine, in_process_engine
 
@@ -75,3 +76,30 @@ async def test_rate_limit_drops_and_throttle_spreads(eng: InProcessEngine) -> No
     for i, t in enumerate(started):  # at most limit + burst starts in any 1 s window
         assert sum(1 for u in started[i:] if u - t < 1.0) <= 5, started
     assert 2.5 <= started[-1] - started[0] <= 3.0, started  # 11 intervals of 250 ms
+
+
+async def test_resumed_backlog_keeps_to_the_queue_throttle(eng: InProcessEngine) -> None:
+    """A queue paused past its throttled tasks' due times: on resume the overdue backlog
+    starts one a period, in order, not in a burst; a task arriving then queues behind it.
+    (Was ``test_pause.py``'s real-engine test, which slept 4.5 s to make them overdue.)"""
+    assert await pausing.pause(eng.store, "queue", "thr")
+    throttle = {"limit": 1, "period": "1s"}
+    for i in range(4):
+        assert await _submit(eng, body={"i": i}, queue="thr", throttle=throttle) == "created"
+    await eng.settle()
+    await eng.advance(4.5)  # every one of them is overdue by now
+    assert _calls(eng) == []
+    [held] = [q for q in await pausing.queues(eng.store) if q.name == "thr"]
+    assert held.held == 4, held
+    assert await pausing.resume(eng.store, "queue", "thr")
+    starts: list[float] = []
+    for tick in range(1, 101):  # 50 ms steps over 5 s
+        before = len(_calls(eng))
+        await eng.advance(0.05) if tick > 1 else await eng.settle()
+        starts += [tick * 0.05] * (len(_calls(eng)) - before)
+        if tick == 60:  # a task arriving now queues behind the backlog, not beside it
+            assert await _submit(eng, body={"i": 4}, queue="thr",
+                                 throttle=throttle) == "created"
+    assert _calls(eng) == [b'{"i":%d}' % i for i in range(5)]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) > 0.8, starts  # one a second, no burst
