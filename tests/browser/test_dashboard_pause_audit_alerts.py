@@ -16,8 +16,8 @@ from tests.browser.test_dashboard import _shot, browser  # noqa: F401 - a shared
 from tests.browser.test_dashboard_ops import sdk_app  # noqa: F401 - a shared fixture
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
+from tests.support.settled import held_by_pause
 from tests.support.target import Target
-from tests.support.tasks import held_by_pause
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
 from tests.support.poll import answers, eventually
+from tests.support.settled import events_fanned_out
 
 SIGNING_KEY = "signkey-test-" + "cd34" * 16
 EVENT_KEY = "conf-event-key-" + "e" * 16
@@ -53,14 +53,25 @@ class Stack:
         assert r.status_code == 200, r.text
         return str(r.json()["ids"][0])
 
+    def _event_runs(self, event_id: str) -> list[dict[str, Any]]:
+        return list(self.api("GET", f"/v1/events/{event_id}").json().get("runs") or [])
+
     def runs_of_event(self, event_id: str, n: int = 1, timeout: float = 20
                       ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            runs = list(self.api("GET", f"/v1/events/{event_id}").json().get("runs") or [])
-            if len(runs) >= n or time.monotonic() > deadline:
-                return runs
-            time.sleep(0.05)
+        """The event's runs, once there are ``n``."""
+        return eventually(lambda: (runs if len(runs := self._event_runs(event_id)) >= n
+                                   else None), timeout=timeout,
+                          what=f"{n} runs of event {event_id}",
+                          detail=lambda: self._event_runs(event_id))
+
+    def fanned_out(self) -> None:
+        """Wait until every event sent so far has done all it will (started runs, …)."""
+        events_fanned_out(lambda path: self.api("GET", path))
+
+    def final_runs_of_event(self, event_id: str) -> list[dict[str, Any]]:
+        """Every run the event will ever start: read once it has been fanned out."""
+        self.fanned_out()
+        return self._event_runs(event_id)
 
     def start(self, name: str, data: dict[str, Any] | None = None) -> str:
         """Send an event that starts exactly one run; the run's id."""

@@ -21,8 +21,9 @@ import pytest
 
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
+from tests.support.settled import held_by_pause
 from tests.support.target import Target
-from tests.support.tasks import held_by_pause, submit
+from tests.support.tasks import submit
 
 pytestmark = [pytest.mark.slow]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from tests.support.engine import EngineProcess, free_port
 from tests.support.poll import answers, eventually
+from tests.support.settled import events_fanned_out
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -213,7 +213,7 @@ def test_node_sdk_scenarios(stack: tuple[EngineProcess, NodeApp]) -> None:
     eventually(lambda: [r for r in runs_of(engine, "node-app-waiter") if r["status"] == "waiting"],
                timeout=30, what="the node-app-waiter run to be waiting")
     send(engine, "node/wait.fulfil", {"id": 8})
-    time.sleep(0.5)
+    events_fanned_out(lambda path: httpx.get(f"{engine.url}{path}"))  # it has met the wait
     assert runs_of(engine, "node-app-waiter")[0]["status"] == "waiting"
     send(engine, "node/wait.fulfil", {"id": 7, "ok": True})
     run = finished_run(engine, "node-app-waiter")

@@ -28,6 +28,7 @@ import pytest
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
 from tests.support.poll import answers, eventually
+from tests.support.settled import events_fanned_out
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "py_app.py"
 SIGNING_KEY = "signkey-test-" + "ab12" * 16
@@ -75,13 +76,20 @@ class Setup:
         assert len(ids) == 1
         return ids[0]
 
+    def _event_runs(self, event_id: str) -> list[dict[str, Any]]:
+        return list(self.api("GET", f"/v1/events/{event_id}").json()["runs"])
+
     def runs_of(self, event_id: str, n: int = 1, timeout: float = 15) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            body = self.api("GET", f"/v1/events/{event_id}").json()
-            if len(body["runs"]) >= n or time.monotonic() > deadline:
-                return list(body["runs"])
-            time.sleep(0.05)
+        """The event's runs, once there are ``n``."""
+        return eventually(lambda: (runs if len(runs := self._event_runs(event_id)) >= n
+                                   else None), timeout=timeout,
+                          what=f"{n} runs of event {event_id}",
+                          detail=lambda: self._event_runs(event_id))
+
+    def final_runs_of(self, event_id: str) -> list[dict[str, Any]]:
+        """Every run the event will ever start: read once it has been fanned out."""
+        events_fanned_out(lambda path: self.api("GET", path))
+        return self._event_runs(event_id)
 
     def start(self, name: str, data: dict[str, Any] | None = None) -> str:
         runs = self.runs_of(self.send(name, data))
@@ -249,9 +257,9 @@ def test_event_payload_round_trip_and_trigger_expression(setup: Setup) -> None:
                              "ts": 1_700_000_000_000, "events": 1}
     again = setup.send("t/echo", data, id=external)
     assert again == event_id  # a repeated id is the same event, and starts nothing new
-    assert len(setup.runs_of(event_id, n=2, timeout=1)) == 1
+    assert len(setup.final_runs_of(event_id)) == 1
     skipped = setup.send("t/echo", {"skip": True})
-    assert setup.runs_of(skipped, timeout=1.5) == []
+    assert setup.final_runs_of(skipped) == []
 
 
 # -- sleep and waits ------------------------------------------------------------------------
@@ -274,7 +282,7 @@ def test_wait_for_event__matched_only_by_expression(setup: Setup) -> None:
     run_id = setup.start("t/wait", {"id": key, "timeout": 30})
     setup.until_status(run_id, "waiting")
     setup.send("t/wait.fulfil", {"id": "someone-else"})
-    time.sleep(0.5)
+    events_fanned_out(lambda path: setup.api("GET", path))  # it has met the wait
     assert setup.api("GET", f"/v1/runs/{run_id}").json()["status"] == "waiting"
     setup.send("t/wait.fulfil", {"id": key, "extra": [1]})
     run = setup.finish(run_id, timeout=15)
@@ -508,7 +516,7 @@ def test_concurrency_key_from_the_sdk_config_holds_per_user(setup: Setup) -> Non
 def test_idempotency_from_the_sdk_config_runs_once_per_key(setup: Setup) -> None:
     first = setup.send("t/order", {"order": "o-1"})
     second = setup.send("t/order", {"order": "o-1"})
-    runs = setup.runs_of(first) + setup.runs_of(second, n=0, timeout=1)
+    runs = setup.runs_of(first) + setup.final_runs_of(second)
     run_ids = {r["id"] for r in runs}
     assert len(run_ids) == 1, runs
     assert setup.finish(run_ids.pop())["status"] == "completed"

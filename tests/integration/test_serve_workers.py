@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -62,12 +61,15 @@ def test_two_workers_share_the_port_and_run_each_task_once(
                 assert client.wait_run(run["id"], timeout=60)["status"] == "completed"
             target.wait_for(lambda: len([r for r in target.received
                                          if r.path.startswith("/w/")]) >= 300, timeout=60)
-        time.sleep(1.0)  # nothing more may arrive
-        calls = Counter(r.path for r in target.received if r.path.startswith("/w/"))
-        assert len(calls) == 300 and set(calls.values()) == {1}
         with psycopg.connect(postgres_url) as conn:
             pids = {row[0] for row in conn.execute("SELECT pid FROM engines")}
         assert len(pids) == 2 and engine.proc is not None and engine.proc.pid not in pids
+        # SIGTERM: the parent passes it on and waits for its workers, which stop claiming
+        # and let calls in flight finish. Once it has exited nothing more can arrive.
+        engine.stop()
+        assert engine.proc.poll() is not None and not any(_alive(p) for p in pids)
+        calls = Counter(r.path for r in target.received if r.path.startswith("/w/"))
+        assert len(calls) == 300 and set(calls.values()) == {1}
     finally:
         engine.stop()
 

@@ -1,0 +1,55 @@
+"""Signals that an engine has finished with something, for tests that check that
+something did *not* happen: wait for the engine to have acted, then look, instead of
+sleeping and hoping it would have acted by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.poll import eventually
+
+Get = Callable[[str], httpx.Response]
+"""GET a path on the engine (with whatever auth the test's engine needs)."""
+
+
+def _runless_items(get: Get) -> float:
+    """Queue items with no run that are due or leased: accepted events not fanned out yet
+    (``offload_queue_depth``/``offload_queue_inflight`` with ``function=""``)."""
+    text = get("/metrics").text
+    return sum(s.value for f in text_string_to_metric_families(text)
+               if f.name in ("offload_queue_depth", "offload_queue_inflight")
+               for s in f.samples if s.labels.get("function") == "")
+
+
+def events_fanned_out(get: Get, timeout: float = 30) -> None:
+    """Wait until every event accepted so far has been fanned out.
+
+    Each accepted event has one EVENT queue item; the engine deletes it in the change
+    that commits the event's effects (runs started, waits resumed, runs cancelled;
+    ``offload.engine.triggers``). Once none is due or in flight, every event sent before
+    this call has done all it will ever do.
+    """
+    eventually(lambda: _runless_items(get) == 0, timeout=timeout, interval=0.05,
+               what="every accepted event to be fanned out",
+               detail=lambda: f"{_runless_items(get):g} event items due or leased")
+
+
+def held_by_pause(api: httpx.Client, queue: str, n: int, timeout: float = 30) -> None:
+    """Wait until ``n`` items of ``queue`` are held by a pause.
+
+    A RUN item queued under a pause is held when an engine's claim first meets it
+    (:func:`offload.store.ops.hold_paused`): once ``held`` counts it, the engine has seen
+    the item and given it back instead of starting it. This is the signal that the pause
+    was enforced, not a guess at how long an engine might take to start it.
+    """
+    def state() -> dict[str, Any]:
+        body: dict[str, Any] = api.get(f"/v1/queues/{queue}").json()
+        return body
+
+    eventually(lambda: state()["held"] == n, timeout=timeout, interval=0.05,
+               what=f"{n} items of queue {queue} held by a pause", detail=state)
