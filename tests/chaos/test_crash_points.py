@@ -24,7 +24,6 @@ One test per store walks all five points with one engine data dir (6 starts).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from offload.models import App, Function
 from offload.store import open_store
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
+from tests.support.settled import events_fanned_out, queue_drained
 from tests.support.target import Target
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -124,7 +124,12 @@ def test_each_crash_point_keeps_its_promise(store_url: str, tmp_path: Path) -> N
             _until(f"task {n}'s callback", lambda n=n: len(callbacks(n)) >= 1, engine)
         _until("the event's fan-out", lambda: len(httpx.get(
             f"{engine.url}/v1/events/{event_id}", timeout=10).json()["runs"]) >= 1, engine)
-        time.sleep(1.0)  # anything duplicated would show up by now
+        # nothing is left that could call again: every task queue is empty (each call and
+        # callback is a queue item) and every event has been fanned out
+        with httpx.Client(base_url=engine.url, timeout=10) as api:
+            for n in range(len(points)):
+                queue_drained(api, f"p{n}")
+            events_fanned_out(api.get)
 
         repeats = {point: len(calls(n)) for n, point in enumerate(points)}
         assert repeats == {"write.uncommitted": 2, "run.claimed": 1, "call.returned": 2,

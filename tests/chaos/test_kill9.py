@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,10 @@ def test_kill9_with_hundreds_in_flight_loses_nothing(
                 ids |= {d["id"] for d in response.json()["data"]}
         assert len(ids) == TASKS
         slow_target.wait_for(lambda: len(delivered(slow_target)) >= TASKS // 4, timeout=30)
-        time.sleep(0.1)  # let some calls finish and be recorded, others stay in flight
+        # some calls finished and recorded, others still in flight
+        eventually(lambda: httpx.get(f"{engine.url}/v1/runs", params={
+            "queue": "chaos", "status": "completed", "limit": 1}, timeout=10).json()["data"],
+            timeout=30, what="a run recorded completed before the kill")
         engine.kill()
         before = len(delivered(slow_target))
         assert before < TASKS, "the kill came too late to test anything"

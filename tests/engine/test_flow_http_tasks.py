@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.support.engine import EngineProcess
+from tests.support.settled import queue_drained
 from tests.support.target import Target
 from tests.support.tasks import submit
 
@@ -115,7 +116,11 @@ def test_saturated_key_does_not_delay_other_keys(
     submit_batch(api, [{"url": target.url + slow, "concurrency_key": f"{tag}-a",
                         "concurrency_limit": 2, "queue": tag} for _ in range(400)])
     wait_count(target, slow, 2)
-    time.sleep(0.3)
+    # a task of a third key reaching the target shows the engines' claims have gone
+    # past key A's saturated backlog: the state in which key B is measured
+    submit(api, url=target.url + f"/{tag}/probe", concurrency_key=f"{tag}-c",
+           concurrency_limit=1, queue=tag)
+    wait_count(target, f"/{tag}/probe", 1, timeout=10)
     sent = time.monotonic()
     submit_batch(api, [{"url": target.url + fast, "body": i, "concurrency_key": f"{tag}-b",
                         "concurrency_limit": 5, "queue": tag} for i in range(5)])
@@ -158,5 +163,6 @@ def test_exactly_one_run_per_idempotency_key_under_concurrent_posts(
     assert sorted(r.status_code for r in responses) == [200] * 49 + [202]
     assert len({r.json()["id"] for r in responses}) == 1
     wait_count(target, path, 1)
-    time.sleep(1.0)
+    with httpx.Client(base_url=engines[0].url, timeout=30) as api:
+        queue_drained(api, tag)  # its queue holds nothing more: no second call can come
     assert len(target.arrivals[path]) == 1

@@ -269,7 +269,9 @@ def test_dev_u__syncs_at_start_and_after_each_app_restart(tmp_path: Path) -> Non
         assert r.status_code == 202
 
         _stop(app)  # a restart: down, then up again
-        time.sleep(2.5)
+        # the app was up from the start, so this line can only come from the restart
+        eventually(lambda: f"app {app_url} is not reachable" in dev.logs(), timeout=30,
+                   interval=0.2, what="dev -u to find pyapp down", detail=dev.logs)
         app = _start_app(app_port, dev.url, tmp_path / "app.log")
         second = eventually(
             lambda: (_synced_at(dev.url) or "") > first and _synced_at(dev.url),

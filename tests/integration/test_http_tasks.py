@@ -26,6 +26,7 @@ import pytest
 from offload.outbound.webhooks import generate_secret, verify
 from tests.support.engine import EngineProcess, free_port
 from tests.support.poll import eventually
+from tests.support.settled import queue_drained
 from tests.support.target import Received, Target
 from tests.support.tasks import submit
 
@@ -99,9 +100,11 @@ def assert_signed(secret: str, rec: Received) -> None:
     assert abs(int(rec.headers["webhook-timestamp"]) - time.time()) < 60
 
 
-def settle(seconds: float = 0.6) -> None:
-    """Give a wrongly scheduled extra call the chance to show up."""
-    time.sleep(seconds)
+def settle(api: httpx.Client, queue: str) -> None:
+    """Wait until nothing is left that could call: ``queue`` holds no item (see
+    :func:`tests.support.settled.queue_drained`). A wrongly scheduled extra call would
+    be an item there; waiting for the queue to empty catches one due in an hour too."""
+    queue_drained(api, queue)
 
 
 # -- delivery and signatures ---------------------------------------------------------------
@@ -209,12 +212,12 @@ def test_retried_through_500s_with_stable_webhook_id(api: httpx.Client, target: 
 def test_retries_exhausted_fails_the_run(api: httpx.Client, target: Target, tag: str) -> None:
     path = f"/{tag}/down"
     target.script(path, (500, {}, b"down", 0.0))
-    run = wait_done(api, submit(api, url=target.url + path, retries=1)["id"])
+    run = wait_done(api, submit(api, url=target.url + path, retries=1, queue=tag)["id"])
     assert run["status"] == "failed" and run["attempt"] == 2
     assert "500" in run["error"]["message"] and "attempt 2 of 2" in run["error"]["message"]
     assert run["output"]["status"] == 500
     assert step(run, "request")["status"] == "failed"
-    settle()
+    settle(api, tag)
     assert len(target.at(path)) == 2
 
 
@@ -255,11 +258,11 @@ def test_non_retriable_4xx_fail_at_once(api: httpx.Client, target: Target, tag: 
                                         status: int) -> None:
     path = f"/{tag}/f{status}"
     target.script(path, (status, {"content-type": "application/json"}, b'{"why": "no"}', 0.0))
-    run = wait_done(api, submit(api, url=target.url + path, retries=5)["id"])
+    run = wait_done(api, submit(api, url=target.url + path, retries=5, queue=tag)["id"])
     assert run["status"] == "failed" and run["attempt"] == 1
     assert run["output"]["status"] == status and run["output"]["body"] == {"why": "no"}
     assert str(status) in run["error"]["message"]
-    settle()
+    settle(api, tag)
     assert len(target.at(path)) == 1
 
 
@@ -342,7 +345,7 @@ def test_failure_callback_gets_the_failure(api: httpx.Client, target: Target, se
     path, ok_cb, fail_cb = f"/{tag}/bad", f"/{tag}/ok-cb", f"/{tag}/fail-cb"
     target.script(path, (404, {}, b"gone", 0.0))
     run_id = submit(api, url=target.url + path, callback_url=target.url + ok_cb,
-                    failure_callback_url=target.url + fail_cb)["id"]
+                    failure_callback_url=target.url + fail_cb, queue=tag)["id"]
     assert wait_done(api, run_id)["status"] == "failed"
     [rec] = target.wait_for(lambda: target.at(fail_cb), timeout=15)
     assert_signed(secret, rec)
@@ -350,7 +353,7 @@ def test_failure_callback_gets_the_failure(api: httpx.Client, target: Target, se
     assert outcome["status"] == "failed" and outcome["attempts"] == 1
     assert outcome["response"]["status"] == 404 and outcome["response"]["body"] == "gone"
     assert "404" in outcome["error"]["message"]
-    settle()
+    settle(api, tag)  # the failure callback was the one callback item
     assert target.at(ok_cb) == []
 
 
@@ -387,7 +390,7 @@ def test_start_timeout_cancels_a_task_that_waits_too_long(api: httpx.Client,
     run = wait_done(api, waiting["id"], timeout=10)
     assert run["status"] == "cancelled", run
     assert run["error"]["name"] == "StartTimeoutError"
-    settle(3.5)
+    settle(api, tag)  # the busy call has returned and nothing is left for /late
     assert target.at(f"/{tag}/late") == []
 
 
@@ -396,11 +399,11 @@ def test_finish_timeout_cancels_a_task_still_retrying(api: httpx.Client, target:
     target.script(f"/{tag}/down", (503, {"Retry-After": "1"}, b"", 0.0))
     started = time.monotonic()
     run = wait_done(api, submit(api, url=f"{target.url}/{tag}/down", retries=20,
-                                finish_timeout=2.5)["id"], timeout=15)
+                                finish_timeout=2.5, queue=tag)["id"], timeout=15)
     assert run["status"] == "cancelled" and run["error"]["name"] == "FinishTimeoutError", run
     assert 2.0 < time.monotonic() - started < 8
     calls = len(target.at(f"/{tag}/down"))
-    settle(2.0)
+    settle(api, tag)  # no retry is left scheduled
     assert len(target.at(f"/{tag}/down")) == calls  # never called again
 
 
@@ -458,13 +461,13 @@ def test_not_before_in_the_past_runs_now(api: httpx.Client, target: Target, tag:
 def test_cancel_of_a_delayed_task_means_no_call(api: httpx.Client, target: Target,
                                                 tag: str) -> None:
     path = f"/{tag}/never"
-    run_id = submit(api, url=target.url + path, delay=1.0)["id"]
+    run_id = submit(api, url=target.url + path, delay=1.0, queue=tag)["id"]
     response = api.post(f"/v1/runs/{run_id}/cancel")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
     again = api.post(f"/v1/runs/{run_id}/cancel")
     assert again.status_code == 409 and again.json()["code"] == "conflict"
-    time.sleep(2.0)
+    settle(api, tag)  # the delayed attempt is gone with the cancel
     assert target.at(path) == []
     assert get_run(api, run_id)["status"] == "cancelled"
 
@@ -475,14 +478,14 @@ def test_cancel_of_a_delayed_task_means_no_call(api: httpx.Client, target: Targe
 def test_idempotency_key_returns_the_same_run(api: httpx.Client, target: Target,
                                               tag: str) -> None:
     path = f"/{tag}/once"
-    task = {"url": target.url + path, "idempotency_key": f"order-{tag}"}
+    task = {"url": target.url + path, "idempotency_key": f"order-{tag}", "queue": tag}
     first = submit(api, **task)
     again = submit(api, expect=200, **task)
     assert again["id"] == first["id"] and again["duplicate"] is True
     wait_done(api, first["id"])
     after = submit(api, expect=200, **task)
     assert after["id"] == first["id"] and after["duplicate"] is True
-    settle()
+    settle(api, tag)
     assert len(target.at(path)) == 1
     assert get_run(api, first["id"])["idempotency_key"] == f"order-{tag}"
 
@@ -490,7 +493,7 @@ def test_idempotency_key_returns_the_same_run(api: httpx.Client, target: Target,
 def test_concurrent_duplicates_make_one_run(engine: EngineProcess, target: Target,
                                             tag: str) -> None:
     path = f"/{tag}/race"
-    task = {"url": target.url + path, "idempotency_key": f"race-{tag}"}
+    task = {"url": target.url + path, "idempotency_key": f"race-{tag}", "queue": tag}
     answers: list[tuple[int, str]] = []
     barrier = threading.Barrier(10)
 
@@ -509,15 +512,17 @@ def test_concurrent_duplicates_make_one_run(engine: EngineProcess, target: Targe
     assert sorted(code for code, _ in answers) == [200] * 9 + [202]
     with httpx.Client(base_url=engine.url, timeout=30) as client:
         wait_done(client, answers[0][1])
-    settle()
+        settle(client, tag)
     assert len(target.at(path)) == 1
 
 
 def test_batch_creates_every_task(api: httpx.Client, target: Target, tag: str) -> None:
     tasks = [{"url": f"{target.url}/{tag}/b{i}", "body": {"i": i}, "queue": tag}
              for i in range(5)]
-    tasks.append({"url": f"{target.url}/{tag}/dup", "idempotency_key": f"b-{tag}"})
-    tasks.append({"url": f"{target.url}/{tag}/dup", "idempotency_key": f"b-{tag}"})
+    tasks.append({"url": f"{target.url}/{tag}/dup", "idempotency_key": f"b-{tag}",
+                  "queue": tag})
+    tasks.append({"url": f"{target.url}/{tag}/dup", "idempotency_key": f"b-{tag}",
+                  "queue": tag})
     response = api.post("/v1/tasks/batch", json={"tasks": tasks})
     assert response.status_code == 202, response.text
     data = response.json()["data"]
@@ -529,7 +534,7 @@ def test_batch_creates_every_task(api: httpx.Client, target: Target, tag: str) -
     for i in range(5):
         [rec] = target.at(f"/{tag}/b{i}")
         assert orjson.loads(rec.body) == {"i": i}
-    settle()
+    settle(api, tag)
     assert len(target.at(f"/{tag}/dup")) == 1
 
 
@@ -577,10 +582,11 @@ def test_post_never_becomes_get_on_redirect(api: httpx.Client, target: Target, t
                                             status: int) -> None:
     path, dest = f"/{tag}/moved", f"/{tag}/dest"
     target.script(path, (status, {"Location": dest}, b"", 0.0))
-    run = wait_done(api, submit(api, url=target.url + path, body={"a": 1}, retries=2)["id"])
+    run = wait_done(api, submit(api, url=target.url + path, body={"a": 1}, retries=2,
+                                queue=tag)["id"])
     assert run["status"] == "failed" and run["attempt"] == 1
     assert run["output"]["status"] == status
-    settle()
+    settle(api, tag)
     assert target.at(dest) == []
     assert [r.method for r in target.at(path)] == ["POST"]
 

@@ -53,3 +53,22 @@ def held_by_pause(api: httpx.Client, queue: str, n: int, timeout: float = 30) ->
 
     eventually(lambda: state()["held"] == n, timeout=timeout, interval=0.05,
                what=f"{n} items of queue {queue} held by a pause", detail=state)
+
+
+def queue_drained(api: httpx.Client, queue: str, timeout: float = 30) -> None:
+    """Wait until ``queue`` holds no item at all: none due, scheduled, in flight or held.
+
+    Every call the engine makes (an attempt, a retry, a callback) is a leased queue item
+    of the run's queue. Once the queue is empty and its runs have ended, no further call
+    for them can be made, however long one waits.
+    """
+    def state() -> dict[str, Any]:
+        body: dict[str, Any] = api.get(f"/v1/queues/{queue}").json()
+        return body
+
+    def empty() -> bool:
+        s = state()
+        return s["due"] == s["scheduled"] == s["in_flight"] == s["held"] == 0
+
+    eventually(empty, timeout=timeout, interval=0.05, what=f"queue {queue} to be empty",
+               detail=state)

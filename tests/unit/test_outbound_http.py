@@ -21,6 +21,7 @@ class _App:
         self.port = 0
         self.hits: list[tuple[str, str]] = []
         self._server: asyncio.Server | None = None
+        self._closing = asyncio.Event()
 
     @property
     def base(self) -> str:
@@ -86,8 +87,8 @@ class _App:
             for _ in range(10_000):
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 await writer.drain()
-        elif path == "/slow":
-            await asyncio.sleep(10)
+        elif path == "/slow":  # answers only when the test is over: always too late
+            await self._closing.wait()
             self._respond(writer, 200, b"late")
         elif path == "/status":
             self._respond(writer, int(query["code"]), b"", {"Retry-After": "7"})
@@ -102,6 +103,7 @@ class _App:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
+        self._closing.set()
         self._server.close()
 
 

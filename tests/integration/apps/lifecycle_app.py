@@ -13,7 +13,6 @@ import argparse
 import datetime
 import logging
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -23,6 +22,8 @@ client = inngest.Inngest(app_id="lcapp", logger=logging.getLogger("lifecycle_app
 HOUR = datetime.timedelta(hours=1)
 _lock = threading.Lock()
 COUNTS: Counter[str] = Counter()
+RELEASE = threading.Event()
+"""Set by ``POST /release``: a ``stuck`` step returns then (its engine is long gone)."""
 
 
 def ev(name: str) -> inngest.TriggerEvent:
@@ -64,7 +65,7 @@ def stuck(ctx: inngest.ContextSync) -> Any:
     def slow() -> str:
         with _lock:
             COUNTS[ctx.run_id] += 1
-        time.sleep(4)  # the engine is killed meanwhile: its lease expires
+        RELEASE.wait(60)  # the engine is killed meanwhile: its lease expires
         return "done"
 
     ctx.step.run("slow", slow)
@@ -113,6 +114,11 @@ def main() -> None:
     @app.get("/counts")
     def counts() -> dict[str, int]:
         return dict(COUNTS)
+
+    @app.post("/release")
+    def release() -> dict[str, bool]:
+        RELEASE.set()
+        return {"released": True}
 
     inngest.fast_api.serve(app, client, FUNCTIONS)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
