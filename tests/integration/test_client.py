@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from offload import AsyncClient, Client, ClientError
 from tests.support.engine import EngineProcess, free_port
+from tests.support.settled import server_closed_our_connections
 
 API_KEY = "ofk_admin_clienttest0123456789"
 
@@ -76,7 +76,8 @@ def test_blocking_client_survives_the_server_closing_idle_connections(
         engine: EngineProcess) -> None:
     with Client(engine.url, api_key=API_KEY) as client:
         first = client.create_task(TARGET, delay=3600)
-        time.sleep(6)  # past uvicorn's 5 s keep-alive: the server closes the connection
+        # uvicorn closes a connection idle for 5 s: wait until it has closed ours
+        server_closed_our_connections(engine.port)
         second = client.create_task(TARGET, delay=3600)
         assert first["id"] != second["id"]
 
@@ -143,7 +144,7 @@ async def test_async_client_round_trip_concurrency_and_enqueue(engine: EnginePro
 async def test_async_client_survives_idle_close(engine: EngineProcess) -> None:
     async with AsyncClient(engine.url, api_key=API_KEY) as client:
         await client.create_task(TARGET, delay=3600)
-        await asyncio.sleep(6)
+        await asyncio.to_thread(server_closed_our_connections, engine.port)
         await client.create_task(TARGET, delay=3600)
 
 

@@ -72,3 +72,44 @@ def queue_drained(api: httpx.Client, queue: str, timeout: float = 30) -> None:
 
     eventually(empty, timeout=timeout, interval=0.05, what=f"queue {queue} to be empty",
                detail=state)
+
+
+def _our_states_to(port: int) -> list[str]:
+    """TCP states (hex, as in /proc/net/tcp) of this process's sockets connected to
+    ``port`` on loopback."""
+    import os
+
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            ours.add(link[8:-1])
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in ours:
+                states.append(fields[3])
+    return states
+
+
+CLOSE_WAIT = "08"
+
+
+def server_closed_our_connections(port: int, timeout: float = 30) -> None:
+    """Wait until the server on ``port`` has closed every connection this process keeps
+    open to it (each one in CLOSE_WAIT: the peer's FIN received, our side still open),
+    e.g. an idle keep-alive connection the server timed out. Fails if there is none."""
+    eventually(lambda: (states := _our_states_to(port)) and
+               all(s == CLOSE_WAIT for s in states),
+               timeout=timeout, interval=0.1,
+               what=f"the server on port {port} to close our idle connections",
+               detail=lambda: _our_states_to(port))
