@@ -13,15 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from offload import faults
-from offload.clock import now_ms
+from offload.clock import now_ms, to_ms
 from offload.errors import LeaseLostError, StaleRunError, StoreError, StoreUnavailableError
-from offload.store import pg_commit
+from offload.models import ItemKind, QueueItem
+from offload.store import pg_claim, pg_commit
 from offload.store.base import Change, ChangeResult
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
@@ -94,6 +96,7 @@ class PostgresStore(SqlStore):
         self._closing = threading.Event()
         self._down_until = 0.0
         self._listening = threading.Event()
+        self._one_claim_sql: dict[int, str] = {}
 
     async def open(self) -> None:
         """Connect, apply migrations and start listening for wake-ups (once)."""
@@ -166,6 +169,34 @@ class PostgresStore(SqlStore):
                 self._closing.wait(1.0)
 
     # -- backend hooks -------------------------------------------------------------------
+
+    async def queue_claim(
+        self, *, owner: str, token: str, now: datetime, limit: int, lease_until: datetime,
+        kinds: tuple[ItemKind, ...] | None = None,
+    ) -> list[QueueItem]:
+        """Lease up to ``limit`` due items; in one round trip (:mod:`offload.store.pg_claim`)
+        unless a pause exists or a claimed item holds a concurrency key."""
+        kind_values = [k.value for k in kinds] if kinds else []
+        sql = self._one_claim_sql.get(len(kind_values))
+        if sql is None:
+            sql = self._one_claim_sql[len(kind_values)] = pg_claim.claim_sql(
+                self._claim_sql(len(kind_values)))
+        at = to_ms(now)
+        params = (owner, token, to_ms(lease_until), at, *kind_values, limit, at, at)
+
+        def claim(tx: Tx) -> list[QueueItem] | None:
+            try:
+                return pg_claim.claimed(tx.execute(sql, params))
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if pg_claim.GENERAL in str(exc):
+                    return None
+                raise
+
+        items = await self._run(claim, write=False)
+        if items is not None:
+            return items
+        return await super().queue_claim(owner=owner, token=token, now=now, limit=limit,
+                                         lease_until=lease_until, kinds=kinds)
 
     async def apply(self, change: Change) -> ChangeResult:
         """Commit a change atomically; a fenced attempt's change in one round trip
