@@ -2,8 +2,9 @@
 
 The general write path (:meth:`WritePath._apply`) runs a transaction statement by
 statement: BEGIN, the fence, each row, NOTIFY, COMMIT — on a durable-function call
-that was eight round trips. The changes an attempt commits (fence, run patch, steps,
-items, events, waits) need no answer from the database until the end, so for them
+that was eight round trips. The changes an attempt or an event's fan-out commits
+(fence, run patch, steps, items, events, waits, runs without flow control) need no
+answer from the database until the end, so for them
 :func:`plan` writes every statement into one simple query, which PostgreSQL runs as
 one implicit transaction: all of it commits, or none of it.
 
@@ -23,13 +24,17 @@ from typing import Any
 from offload.clock import now_ms, to_ms
 from offload.ids import new_id
 from offload.models import ItemKind
-from offload.store.base import UNSET, WAKE_WITHIN_MS, Change, ChangeResult, NewItem
+from offload.store.admission import only_concurrency, set_item_concurrency
+from offload.store.base import UNSET, WAKE_WITHIN_MS, Change, ChangeResult, NewItem, NewRun
 from offload.store.sql.write import (
     _ITEM_INSERT,
+    _RUN_INSERT,
     EVENT_INSERT,
     WAIT_INSERT,
     WAITED_ITEM_INSERT,
     _item_params,
+    _run_params,
+    _stored_run,
     event_params,
     patch_sql,
     step_sql,
@@ -62,6 +67,8 @@ _INHERITING_ITEM_INSERT = (
     "(c->1->>1)::integer FROM (SELECT (SELECT concurrency::jsonb FROM runs WHERE id = ?) "
     "AS c) r"
 )
+_RUN_EVENT_INSERT = ("INSERT INTO run_events (event_id, run_id) VALUES (?, ?) "
+                     "ON CONFLICT DO NOTHING")
 _NOTIFY_IF_WAITED = ("SELECT pg_notify('offload_work', '') WHERE EXISTS "
                      "(SELECT 1 FROM waits WHERE event_name = ?)")
 
@@ -86,7 +93,8 @@ class Plan:
 def plan(change: Change) -> Plan | None:
     """The one-trip form of a fenced change, or None if it needs the general path."""
     fence = change.fence
-    if (fence is None or change.keep_fenced_item or change.runs or change.resumes
+    if (fence is None or change.keep_fenced_item or change.resumes
+            or not all(_plain(run) for run in change.runs)
             or change.ends or change.cron_tick is not None or change.bulk_jobs
             or change.bulk_progress
             or any(e.external_id is not None for e in change.events)):
@@ -106,6 +114,17 @@ def plan(change: Change) -> Plan | None:
         elif event.fanout:
             notify |= _item(p, NewItem(kind=ItemKind.EVENT, due_at=event.received_at,
                                        payload={"event_id": event.id}), wake_before)
+    for run in change.runs:  # an event's fan-out: runs without flow control to apply
+        p.add(_RUN_INSERT, _run_params(run))
+        for event_id in run.event_ids:
+            p.add(_RUN_EVENT_INSERT, (event_id, run.id))
+        concurrency = run.flow.concurrency if run.flow is not None else []
+        for item in run.items:
+            item.run_id = run.id
+            set_item_concurrency(item, concurrency)
+            notify |= _item(p, item, wake_before)
+        result.outcomes.append("created")
+        result.runs.append((_stored_run(run), True))
     for patch in change.run_patches:
         sql, params = patch_sql(patch)
         if patch.expect_state is not UNSET:
@@ -127,6 +146,14 @@ def plan(change: Change) -> Plan | None:
         for name in dict.fromkeys(waited):
             p.add(_NOTIFY_IF_WAITED, (name,))
     return p
+
+
+def _plain(run: NewRun) -> bool:
+    """A run whose insert needs no decision in the transaction: no idempotency key and
+    no flow control but concurrency keys (which go on its items as they are)."""
+    flow = run.flow
+    return run.idempotency is None and (flow is None or (
+        only_concurrency(run) and flow.throttle is None))
 
 
 def _item(p: Plan, item: NewItem, wake_before: int) -> bool:
