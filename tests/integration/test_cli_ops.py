@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,26 +136,47 @@ def test_runs_tail__follows_new_runs(engine: EngineProcess, target: Target) -> N
     env.update(OFFLOAD_URL=engine.url, COLUMNS="200", NO_COLOR="1")
     tail = subprocess.Popen([OFFLOAD, "runs", "tail", "--json", "--interval", "0.3"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    printed: list[dict[str, Any]] = []
+
+    def read() -> None:
+        assert tail.stdout is not None
+        for line in tail.stdout:
+            printed.append(json.loads(line))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    api = httpx.Client(base_url=engine.url, timeout=30)
+    markers: list[str] = []
+
+    def marker_printed() -> bool:
+        """The first poll only learns what exists (prints nothing); a run created after
+        it is printed by the next one. Create marker runs (an hour away, cancelled
+        below) until one is printed: from then on tail is following."""
+        if any(run["id"] in markers for run in printed):
+            return True
+        markers.append(api.post("/v1/tasks", json={"url": f"{target.url}/marker",
+                                                   "delay": 3600}).json()["id"])
+        return False
+
     try:
-        time.sleep(2.0)  # the first poll only learns what exists
+        eventually(marker_printed, timeout=30, interval=0.3, what="tail to print a new run",
+                   detail=lambda: tail.stderr.read() if tail.poll() is not None and
+                   tail.stderr else printed)
         created = offload("tasks", "create", f"{target.url}/tailed", "--json", url=engine.url)
         run_id = json.loads(created.stdout)["id"]
-        seen: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        assert tail.stdout is not None
-        while time.monotonic() < deadline:
-            line = tail.stdout.readline()
-            if not line:
-                break
-            run = json.loads(line)
-            if run["id"] == run_id:
-                seen.append(run)
-                if run["status"] == "completed":
-                    break
-        assert seen and seen[-1]["status"] == "completed", seen
+        seen = eventually(lambda: [r for r in printed if r["id"] == run_id and
+                                   r["status"] == "completed"] and
+                          [r for r in printed if r["id"] == run_id],
+                          timeout=30, what=f"tail to print run {run_id} completed",
+                          detail=lambda: [r for r in printed if r["id"] == run_id])
+        assert seen[-1]["status"] == "completed", seen
     finally:
+        for marker in markers:
+            api.post(f"/v1/runs/{marker}/cancel")
+        api.close()
         tail.send_signal(signal.SIGINT)
         tail.wait(timeout=10)
+        reader.join(10)
     assert tail.returncode in (0, 1, -signal.SIGINT)
     assert "Traceback" not in (tail.stderr.read() if tail.stderr else "")
 

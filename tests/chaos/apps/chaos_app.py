@@ -55,7 +55,7 @@ def limited(ctx: inngest.ContextSync) -> Any:
             ACTIVE["now"] += 1
             ACTIVE["max"] = max(ACTIVE["max"], ACTIVE["now"])
         try:
-            time.sleep(0.1)
+            time.sleep(0.1)  # work that lasts, so executions can overlap (ACTIVE["max"])
         finally:
             with _lock:
                 ACTIVE["now"] -= 1

@@ -95,7 +95,7 @@ def race(ctx: inngest.ContextSync) -> Any:
     """Race mode: a discovery call after every finished step (the group still returns
     every result in the Python SDK)."""
     def slow() -> str:
-        time.sleep(1.5)
+        time.sleep(1.5)  # "fast" finishes first: the order race mode is about
         return "slow"
 
     group = ctx.group.parallel((

@@ -224,7 +224,7 @@ def serial(ctx: inngest.ContextSync) -> Any:
 
     def work() -> str:
         begun = time.monotonic()
-        time.sleep(0.3)
+        time.sleep(0.3)  # a span long enough to overlap: overlap is what the test measures
         with _lock:
             SPANS.append((str(ctx.event.data.get("user")), begun, time.monotonic()))
         return "done"
