@@ -71,5 +71,7 @@ def test_sync__the_dashboard_shows_the_parsed_triggers_retries_and_crons(
     assert apps.status_code == 200
     assert "event <code>a/b</code>" in apps.text and "cron <code>0 3 * * *</code>" in apps.text
     assert '<td class="num">20</td>' in apps.text
+    page = dev.get("/functions/app-fn")
+    assert page.status_code == 200 and "<dt>Retries</dt><dd>20</dd>" in page.text
     crons = dev.get("/crons")
     assert crons.status_code == 200 and "app-fn" in crons.text and "0 3 * * *" in crons.text
