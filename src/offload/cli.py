@@ -46,15 +46,18 @@ def _settings(mode: str, **flags: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _serve(settings: Settings, sockets: list[Any] | None = None) -> None:
-    """Run the engine under uvicorn (on ``sockets`` when a parent opened them)."""
+def _serve(settings: Settings, sockets: list[Any] | None = None,
+           run_scheduler: bool = True) -> None:
+    """Run the engine under uvicorn (on ``sockets`` when a parent opened them).
+
+    ``run_scheduler=False``: an API front of ``serve --workers``, claiming no work."""
     import uvicorn
 
     from offload.app import create_app
     from offload.logging import configure
 
     configure(settings.log_level)
-    app = create_app(settings)
+    app = create_app(settings, run_scheduler=run_scheduler)
     # Forwarded headers only from the proxies named in settings (uvicorn would otherwise
     # believe any loopback peer, letting a local client choose its own address).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
@@ -63,6 +66,35 @@ def _serve(settings: Settings, sockets: list[Any] | None = None) -> None:
                             proxy_headers=bool(settings.trusted_proxies),
                             forwarded_allow_ips=list(settings.trusted_proxies) or None)
     uvicorn.Server(config).run(sockets=sockets)
+
+
+def _execute(settings: Settings) -> None:
+    """The executor of ``serve --workers``: claims and runs work, serves no HTTP."""
+    import signal
+
+    from offload.engine import Engine
+    from offload.logging import configure
+
+    configure(settings.log_level)
+
+    async def execute() -> None:
+        engine = Engine(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await engine.start()
+        try:
+            await stop.wait()
+        finally:
+            await engine.stop()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(execute())
+    else:
+        uvloop.run(execute())
 
 
 class _Main(click.Group):
@@ -117,15 +149,21 @@ def dev(sdk_urls: tuple[str, ...], **flags: Any) -> None:
 @_engine_options
 @click.option("--insecure", is_flag=True, default=None,
               help="Run without API keys (not recommended).")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Engine processes sharing the port (above 1 needs PostgreSQL).")
-def serve(workers: int, **flags: Any) -> None:
+@click.option("--workers", type=int, default=None, envvar="OFFLOAD_WORKERS",
+              help="Processes: above 1, API processes sharing the port beside the "
+                   "executor(s) (default: the number of cores; 1: one process does all).")
+@click.option("--executors", type=int, default=1, show_default=True,
+              envvar="OFFLOAD_EXECUTORS",
+              help="Of --workers, how many claim and run work (above 1 needs PostgreSQL).")
+def serve(workers: int | None, executors: int, **flags: Any) -> None:
     """Run a production engine. Refuses to run without API keys unless --insecure."""
     from offload import workers as worker_pool
 
     settings = _settings("serve", **flags)
+    if workers is None:
+        workers = worker_pool.default_workers()
     try:
-        worker_pool.check_workers(workers, settings.resolved_database_url())
+        worker_pool.check_workers(workers, executors, settings.resolved_database_url())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     if not settings.insecure and not settings.api_keys and not _store_has_keys(settings):
@@ -136,9 +174,10 @@ def serve(workers: int, **flags: Any) -> None:
         click.secho("WARNING: --insecure: the API answers without authentication.",
                     fg="yellow", bold=True, err=True)
     click.echo(f"offload {__version__} serving on {settings.base_url}"
-               + (f" with {workers} worker processes" if workers > 1 else ""))
+               + (f" with {workers - executors} API and {executors} executor processes"
+                  if workers > 1 else ""))
     if workers > 1:
-        sys.exit(worker_pool.run(settings, workers, _serve))
+        sys.exit(worker_pool.run(settings, workers, _serve, _execute, executors))
     _serve(settings)
 
 

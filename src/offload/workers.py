@@ -1,21 +1,21 @@
-"""``offload serve --workers N``: N engine processes behind one listening socket.
+"""``offload serve --workers N``: API front processes beside executor processes.
 
-Each worker is a whole engine (HTTP API, scheduler, its own store connections), the
-same as N engines on N machines sharing one PostgreSQL database: leases and fencing
-keep them from running an item twice, and each takes its own node slot
-(:mod:`offload.engine.identity`), so a restart takes back exactly the leases of the
-processes it replaces. The kernel spreads connections over the workers, which accept
-from the socket the parent opened.
+With ``N`` above 1 the engine is split by role, so accepting work never waits behind
+executing it: ``N - E`` *front* processes share the listening socket and answer the HTTP
+API (ingest fast path included; no scheduler), and ``E`` *executor* processes
+(``--executors``, default 1) claim and run the work and serve no HTTP. Every process
+opens the store itself; a task or event is committed by the front that accepted it before
+its 202, and the executors hear of it at once (PostgreSQL ``NOTIFY``; on SQLite a
+datagram to the one process claiming from the file, see :mod:`offload.store.sqlite`).
+On PostgreSQL more than one executor is the same as engines on several machines:
+leases and fencing keep them from running an item twice and each takes its own node
+slot (:mod:`offload.engine.identity`). SQLite has one executor (one claimer per file).
 
-SQLite keeps a single writer: a second process would wait on the database file's lock
-(the busy handler sleeps milliseconds at a time), so ``--workers`` above 1 is refused
-there.
-
-The parent only supervises: SIGTERM or SIGINT is passed on to every worker (each
-drains like a single engine); if a worker exits by itself the others are stopped and
-the parent exits with its status, for the service manager to restart. Workers die
-with the parent (``PR_SET_PDEATHSIG``), so ``kill -9`` of the parent is a crash of the
-whole engine, as with one process.
+The parent only supervises: SIGTERM or SIGINT is passed on to every child (each drains
+like a single engine); if a child exits by itself the others are stopped and the parent
+exits with its status, for the service manager to restart. Children die with the parent
+(``PR_SET_PDEATHSIG``), so ``kill -9`` of the parent is a crash of the whole engine, as
+with one process.
 """
 
 from __future__ import annotations
@@ -36,15 +36,28 @@ from offload.config import Settings
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_S = 20.0
 
-Serve = Callable[[Settings, "list[socket.socket] | None"], None]
+Serve = Callable[[Settings, "list[socket.socket] | None", bool], None]
+"""Runs the HTTP API on the given sockets (``False``: without claiming work)."""
+Execute = Callable[[Settings], None]
+"""Runs an engine that claims and executes work and serves no HTTP."""
 
 
-def check_workers(workers: int, database_url: str) -> None:
-    """Raise ValueError if ``workers`` cannot run on this store."""
+def default_workers() -> int:
+    """The number of cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers: int, executors: int, database_url: str) -> None:
+    """Raise ValueError if this split cannot run on this store."""
     if workers < 1:
         raise ValueError("--workers must be at least 1")
-    if workers > 1 and not database_url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("--workers above 1 needs PostgreSQL: SQLite has a single writer")
+    if executors < 1:
+        raise ValueError("--executors must be at least 1")
+    if workers > 1 and workers - executors < 1:
+        raise ValueError("--workers must exceed --executors (one API process at least)")
+    if executors > 1 and not database_url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("--executors above 1 needs PostgreSQL: one process claims work "
+                         "from a SQLite file")
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -66,19 +79,32 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(serve: Serve, settings: Settings, sock: socket.socket, parent: int) -> None:
+def _front(serve: Serve, settings: Settings, sock: socket.socket, parent: int) -> None:
     _die_with_parent(parent)
-    serve(settings, [sock])
+    serve(settings, [sock], False)
 
 
-def run(settings: Settings, workers: int, serve: Serve) -> int:
-    """Run ``workers`` processes of ``serve`` on one socket; their exit status."""
+def _executor(execute: Execute, settings: Settings, parent: int) -> None:
+    _die_with_parent(parent)
+    execute(settings)
+
+
+def run(settings: Settings, workers: int, serve: Serve, execute: Execute,
+        executors: int = 1) -> int:
+    """Run ``workers - executors`` API fronts on one socket and ``executors`` executors.
+
+    Returns their exit status."""
     sock = listen(settings.host, settings.port)
     ctx = multiprocessing.get_context("spawn")
+    parent = os.getpid()
     procs: list[Any] = [
-        ctx.Process(target=_worker, args=(serve, settings, sock, os.getpid()),
-                    name=f"offload-worker-{i}")
-        for i in range(workers)]
+        ctx.Process(target=_executor, args=(execute, settings, parent),
+                    name=f"offload-executor-{i}")
+        for i in range(executors)]
+    procs += [
+        ctx.Process(target=_front, args=(serve, settings, sock, parent),
+                    name=f"offload-api-{i}")
+        for i in range(workers - executors)]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -93,7 +119,7 @@ def run(settings: Settings, workers: int, serve: Serve) -> int:
     try:
         for proc in procs:
             proc.start()
-        sock.close()  # the workers hold it now
+        sock.close()  # the fronts hold it now
         status = 0
         alive = list(procs)
         while alive:

@@ -67,7 +67,6 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._min_claim = max(1, min(batch, max_inflight // 4))
         self._gathered = False
-        store.add_listener(self.wake)
 
     def wake(self) -> None:
         """New work may be due: claim now."""
@@ -80,6 +79,9 @@ class Scheduler:
 
     async def start(self) -> None:
         """Start claiming, renewing and rescuing."""
+        # Only a process that claims listens (on SQLite the first one to listen to a file
+        # hears the wake-ups of the processes that only accept work).
+        self.store.add_listener(self.wake)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="offload-claim"),
             asyncio.create_task(self._renew_loop(), name="offload-renew"),

@@ -5,12 +5,27 @@ that drains whatever is waiting and commits it as one transaction, each job
 inside its own SAVEPOINT (a failing job rolls back alone). One fsync then
 covers many acknowledgements: that is the group commit behind "accepted means
 durable" at thousands of writes a second. WAL lets readers run alongside.
+
+Several processes may share the file (``offload serve --workers N``: API front
+processes beside one executor). Their writer threads take turns on a ``flock`` of
+``<file>-wlock`` around each transaction, which wakes the next writer as soon as the
+lock is free (SQLite's own busy handler would sleep 1, 2, 5... ms between tries); the
+busy timeout stays for other programs writing to the file. Work committed in a
+process that claims nothing is announced to the one that does with a datagram on an
+abstract unix socket named after the file (the SQLite counterpart of PostgreSQL's
+``NOTIFY``): the process whose scheduler listens binds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
 import queue
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +41,13 @@ from offload.store.sql import SqlStore
 
 T = TypeVar("T")
 _MAX_BATCH = 512
+log = logging.getLogger("offload.store")
+
+
+def wake_address(path: Path) -> bytes:
+    """The abstract unix socket where the process claiming work from ``path`` hears of it."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return b"\0offload-wake-" + digest.encode()
 
 
 class _SqliteTx(Tx):
@@ -65,6 +87,10 @@ class SqliteStore(SqlStore):
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="offload-read")
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_in: socket.socket | None = None
+        """Bound while this process's scheduler listens: other processes' wake-ups."""
+        self._wake_out: socket.socket | None = None
+        self._wlock: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -86,6 +112,7 @@ class SqliteStore(SqlStore):
             self._migrate(conn)
         finally:
             conn.close()
+        self._wlock = os.open(f"{self.path}-wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._writer = threading.Thread(target=self._write_loop, name="offload-sqlite-writer",
                                         daemon=True)
         self._writer.start()
@@ -113,6 +140,54 @@ class SqliteStore(SqlStore):
             await asyncio.to_thread(self._writer.join)
             self._writer = None
         self._readers.shutdown(wait=True)
+        if self._wake_in is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._wake_in.fileno())
+            self._wake_in.close()
+            self._wake_in = None
+        if self._wlock is not None:
+            os.close(self._wlock)
+            self._wlock = None
+        if self._wake_out is not None:
+            self._wake_out.close()
+            self._wake_out = None
+
+    # -- wake-ups across processes ----------------------------------------------------
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Also hear of work committed by other processes on this file (see the module)."""
+        super().add_listener(callback)
+        if self._wake_in is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(wake_address(self.path))
+        except OSError as exc:
+            sock.close()
+            log.warning("another process claims work from this SQLite file; wake-ups from "
+                        "other processes go to it", extra={"error": str(exc)})
+            return
+        sock.setblocking(False)
+        loop = self._loop or asyncio.get_running_loop()
+        loop.add_reader(sock.fileno(), self._drain_wakes)
+        self._wake_in = sock
+
+    def _drain_wakes(self) -> None:
+        assert self._wake_in is not None
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while True:
+                self._wake_in.recv(64)
+        self._notify_listeners()
+
+    def _send_wake(self) -> None:
+        """Tell the process claiming work from this file (if any) that work was committed."""
+        if self._wake_out is None:
+            self._wake_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._wake_out.setblocking(False)
+        # No one listening, or its queue full of wake-ups it has not read yet: either way
+        # nothing is lost (the scheduler also looks every WAKE_WITHIN_MS).
+        with contextlib.suppress(OSError):
+            self._wake_out.sendto(b"w", wake_address(self.path))
 
     # -- backend hooks -------------------------------------------------------------------
 
@@ -173,6 +248,8 @@ class SqliteStore(SqlStore):
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         notify = False
+        if self._wlock is not None:
+            fcntl.flock(self._wlock, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
             if len(batch) == 1:
@@ -209,6 +286,12 @@ class SqliteStore(SqlStore):
                 conn.execute("ROLLBACK")
             failure = _full(exc) or StoreUnavailableError(f"sqlite commit failed: {exc}")
             outcomes = [(None, failure) for _ in batch]
+            notify = False
+        finally:
+            if self._wlock is not None:
+                fcntl.flock(self._wlock, fcntl.LOCK_UN)
+        if notify and not self._listeners:
+            self._send_wake()  # this process claims nothing: wake the one that does
             notify = False
         # One hand-off per event loop (not one per job): each call_soon_threadsafe
         # writes to the loop's self-pipe.
