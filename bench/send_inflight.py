@@ -1,6 +1,10 @@
 """`POST /e/{key}` (what the SDKs' `send` calls) while durable-function runs are in flight.
 
     .venv/bin/python bench/send_inflight.py [--store sqlite|postgres] [--inflight 1000]
+                                            [--workers N]
+
+``--workers N``: ``offload serve --insecure --workers N`` instead of ``offload dev``
+(``--workers 1`` is one process; 2 is an API front beside an executor).
 
 An ``offload dev`` engine and bench/fn_app.py (3-step function, Python SDK). Measures the
 p50/p99 of single-event sends on one keep-alive connection (raw request bytes): first on
@@ -69,11 +73,16 @@ async def main_async(args: argparse.Namespace) -> None:
         url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
     port, app_port, base_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INNGEST_", "OFFLOAD_"))}
+    mode = ["dev"]
+    engine_env = {**env, **({"OFFLOAD_MAX_INFLIGHT": str(args.max_inflight)}
+                            if args.max_inflight else {})}
+    if args.workers:
+        mode = ["serve", "--insecure", "--workers", str(args.workers)]
+        engine_env.update(OFFLOAD_OUTBOUND_ALLOW="127.0.0.1/32", OFFLOAD_EVENT_KEYS="bench")
     procs = [
-        subprocess.Popen([PY, "-m", "offload", "dev", "--port", str(port), "--data-dir",
+        subprocess.Popen([PY, "-m", "offload", *mode, "--port", str(port), "--data-dir",
                           str(scratch), "--database-url", url],
-                         env={**env, **({"OFFLOAD_MAX_INFLIGHT": str(args.max_inflight)}
-                                        if args.max_inflight else {})},
+                         env=engine_env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([PY, str(BENCH / "fn_app.py"), "--port", str(app_port)],
                          env={**env, "INNGEST_DEV": f"http://127.0.0.1:{port}"},
@@ -116,7 +125,8 @@ async def main_async(args: argparse.Namespace) -> None:
                                  autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
     print(json.dumps({
-        "store": args.store, "max_inflight": args.max_inflight or "default",
+        "store": args.store, "workers": args.workers or "dev",
+        "max_inflight": args.max_inflight or "default",
         "load": os.getloadavg()[0],
         "starlette_p50_ms": pct(base, 0.5),
         "idle_send_p50_ms": pct(idle, 0.5), "idle_send_p99_ms": pct(idle, 0.99),
@@ -129,6 +139,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--inflight", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Run `offload serve --workers N` (default: `offload dev`).")
     parser.add_argument("--max-inflight", type=int, default=0,
                         help="OFFLOAD_MAX_INFLIGHT for the engine (default: its own).")
     args = parser.parse_args()

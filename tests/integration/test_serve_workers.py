@@ -1,9 +1,10 @@
-"""`offload serve --workers N`: N engine processes on one port and one PostgreSQL database.
+"""`offload serve --workers N`: API front processes beside an executor, on both stores.
 
-Every task is called exactly once whichever worker accepted it or claimed it; both
-workers announce themselves; `kill -9` of the parent takes the workers down with it
-(a crash of the whole engine) and a restart finishes what was left; SQLite refuses more
-than one worker.
+Tasks and events accepted by any front are committed before their 202 and every task is
+called exactly once, by the executor; `kill -9` of the parent takes every child down (a
+crash of the whole engine), `kill -9` of one child stops the others, and either way a
+restart finishes every accepted task. On PostgreSQL ``--executors 2`` runs two claimers
+(each its own node slot); SQLite refuses more than one.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
-import psycopg
+import httpx
 import pytest
 
 from offload import Client
@@ -23,20 +25,31 @@ from tests.support.engine import EngineProcess, free_port
 from tests.support.poll import eventually
 from tests.support.target import Target
 
-pytestmark = pytest.mark.postgres
 API_KEY = "ofk_admin_workers0123456789abc"
 
 
-def _engine(tmp_path: Path, url: str, port: int) -> EngineProcess:
+def _engine(tmp_path: Path, url: str, port: int, workers: int = 3,
+            executors: int = 1) -> EngineProcess:
     return EngineProcess(tmp_path, database_url=url, mode="serve", port=port,
-                         args=["--workers", "2"],
-                         env={"OFFLOAD_API_KEYS": API_KEY,
+                         args=["--workers", str(workers), "--executors", str(executors)],
+                         env={"OFFLOAD_API_KEYS": API_KEY, "OFFLOAD_EVENT_KEYS": "evk",
                               "OFFLOAD_OUTBOUND_ALLOW": "127.0.0.1/32"})
 
 
 def _children(pid: int) -> list[int]:
+    """The engine's processes (not multiprocessing's resource tracker), oldest first."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    return sorted((int(p) for p in out.stdout.split()
+                   if "resource_tracker" not in _cmdline(int(p))),
+                  key=lambda p: int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[19]))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -47,48 +60,84 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_two_workers_share_the_port_and_run_each_task_once(
-        tmp_path: Path, postgres_url: str, target: Target) -> None:
-    engine = _engine(tmp_path, postgres_url, free_port()).start(timeout=60)
+def _task_urls(target: Target, prefix: str) -> Counter[str]:
+    return Counter(r.path for r in target.received if r.path.startswith(prefix))
+
+
+@pytest.mark.parametrize("executors", [1, 2])
+def test_fronts_accept_the_executor_runs_each_task_once(
+        tmp_path: Path, store_url: str, target: Target, executors: int) -> None:
+    if executors > 1 and store_url.startswith("sqlite"):
+        pytest.skip("one executor per SQLite file")
+    engine = _engine(tmp_path, store_url, free_port(), workers=2 + executors,
+                     executors=executors).start(timeout=60)
     try:
+        runs = []
+        for i in range(0, 300, 30):  # a new connection each time: spread over the fronts
+            with Client(engine.url, api_key=API_KEY) as client:
+                runs += [client.create_task(f"{target.url}/w/{n}", body={"n": n})
+                         for n in range(i, i + 10)]
+                runs += client.create_tasks([{"url": f"{target.url}/w/{n}", "body": {"n": n}}
+                                             for n in range(i + 10, i + 30)])["data"]
+        events = []
+        for i in range(20):
+            answer = httpx.post(f"{engine.url}/e/evk", json={"name": "split/e", "data": {"i": i}},
+                                headers={"Authorization": f"Bearer {API_KEY}"})
+            assert answer.status_code == 200, answer.text
+            events += answer.json()["ids"]
+        target.wait_for(lambda: len(_task_urls(target, "/w/")) >= 300, timeout=60)
         with Client(engine.url, api_key=API_KEY) as client:
-            runs = [client.create_task(f"{target.url}/w/{i}", body={"i": i})
-                    for i in range(120)]
-            runs += client.create_tasks(
-                [{"url": f"{target.url}/w/{i}", "body": {"i": i}}
-                 for i in range(120, 300)])["data"]
             for run in runs[-20:]:
                 assert client.wait_run(run["id"], timeout=60)["status"] == "completed"
-            target.wait_for(lambda: len([r for r in target.received
-                                         if r.path.startswith("/w/")]) >= 300, timeout=60)
-        with psycopg.connect(postgres_url) as conn:
-            pids = {row[0] for row in conn.execute("SELECT pid FROM engines")}
-        assert len(pids) == 2 and engine.proc is not None and engine.proc.pid not in pids
-        # SIGTERM: the parent passes it on and waits for its workers, which stop claiming
-        # and let calls in flight finish. Once it has exited nothing more can arrive.
-        engine.stop()
-        assert engine.proc.poll() is not None and not any(_alive(p) for p in pids)
-        calls = Counter(r.path for r in target.received if r.path.startswith("/w/"))
-        assert len(calls) == 300 and set(calls.values()) == {1}
+            for event_id in events:
+                got = httpx.get(f"{engine.url}/v1/events/{event_id}",
+                                headers={"Authorization": f"Bearer {API_KEY}"})
+                assert got.status_code == 200 and got.json()["data"]["i"] >= 0
+        # The executor hears of work a front committed at once, not at its 1 s idle look.
+        pickups = []
+        with Client(engine.url, api_key=API_KEY) as client:
+            for n in range(9):
+                sent = time.monotonic()
+                client.create_task(f"{target.url}/p/{n}")
+                target.wait_for(lambda n=n: target.at(f"/p/{n}"), timeout=10)
+                pickups.append(time.monotonic() - sent)
+        assert sorted(pickups)[4] < 0.25, pickups
+        assert engine.proc is not None
+        assert len(_children(engine.proc.pid)) == 2 + executors
     finally:
         engine.stop()
+    # Counted once the engine has exited (SIGTERM: calls in flight finish first).
+    calls = _task_urls(target, "/w/")
+    assert len(calls) == 300 and set(calls.values()) == {1}
 
 
-def test_kill_9_of_the_parent_takes_the_workers_down_and_a_restart_finishes(
-        tmp_path: Path, postgres_url: str, target: Target) -> None:
-    port = free_port()
-    engine = _engine(tmp_path, postgres_url, port).start(timeout=60)
-    assert engine.proc is not None
+def _slow_tasks(engine: EngineProcess, target: Target) -> list[str]:
     target.script("/slow", (200, {}, b"ok", 1.5))
-    with Client(engine.url, api_key=API_KEY, retries=0) as client:
-        ids = [client.create_task(f"{target.url}/slow")["id"] for _ in range(6)]
+    ids = []
+    for _ in range(3):
+        with Client(engine.url, api_key=API_KEY, retries=0) as client:
+            ids += [client.create_task(f"{target.url}/slow")["id"] for _ in range(3)]
     target.wait_for(lambda: target.at("/slow"), timeout=20)
-    workers = _children(engine.proc.pid)
-    assert workers
-    engine.kill(signal.SIGKILL)
-    eventually(lambda: not any(_alive(p) for p in workers), timeout=10, interval=0.1,
-               what="the workers to die with their parent")
-    restarted = _engine(tmp_path, postgres_url, port).start(timeout=60)
+    return ids
+
+
+@pytest.mark.parametrize("victim", ["parent", "child"])
+def test_kill_9_loses_no_accepted_task(tmp_path: Path, store_url: str, target: Target,
+                                       victim: str) -> None:
+    port = free_port()
+    engine = _engine(tmp_path, store_url, port).start(timeout=60)
+    assert engine.proc is not None
+    ids = _slow_tasks(engine, target)
+    children = _children(engine.proc.pid)
+    assert len(children) == 3
+    if victim == "parent":
+        engine.kill(signal.SIGKILL)
+    else:  # every child in turn would do; the last one started is an API front
+        os.kill(children[-1], signal.SIGKILL)
+        assert engine.proc.wait(timeout=30) != 0  # the parent stops the others and exits
+    eventually(lambda: not any(_alive(p) for p in children), timeout=10, interval=0.1,
+               what="the children to die")
+    restarted = _engine(tmp_path, store_url, port).start(timeout=60)
     try:
         with Client(restarted.url, api_key=API_KEY) as client:
             for run_id in ids:
@@ -97,10 +146,11 @@ def test_kill_9_of_the_parent_takes_the_workers_down_and_a_restart_finishes(
         restarted.stop()
 
 
-def test_sqlite_refuses_more_than_one_worker(tmp_path: Path) -> None:
+def test_sqlite_refuses_more_than_one_executor(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
     env["OFFLOAD_API_KEYS"] = API_KEY
-    out = subprocess.run([sys.executable, "-m", "offload", "serve", "--workers", "2",
-                          "--port", str(free_port()), "--data-dir", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "offload", "serve", "--workers", "3",
+                          "--executors", "2", "--port", str(free_port()),
+                          "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode != 0 and "needs PostgreSQL" in out.stderr
