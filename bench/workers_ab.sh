@@ -3,13 +3,13 @@
 # interleaved rounds: c32 raw ingest (one load process, 32 keep-alive connections, 5 s)
 # against a fresh database each.
 #   bench/workers_ab.sh [rounds]      (PostgreSQL: needs psql and the local PostgreSQL)
-#   STORE=sqlite bench/workers_ab.sh [rounds]
+#   STORE=sqlite WORKERS="1 3" bench/workers_ab.sh [rounds]   (store, --workers values)
 set -u
 cd "$(dirname "$0")/.."
 KEY=ofk_admin_bench0123456789abcdef
 PORT=${PORT:-9403}
 for rep in $(seq 1 "${1:-3}"); do
-  for w in 1 2; do
+  for w in ${WORKERS:-1 2}; do
     db=bench_workers_${rep}_$w
     d=$(mktemp -d)
     url="sqlite:///$d/offload.db"
