@@ -121,7 +121,7 @@ def _slow_tasks(engine: EngineProcess, target: Target) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize("victim", ["parent", "child"])
+@pytest.mark.parametrize("victim", ["parent", "executor", "front"])
 def test_kill_9_loses_no_accepted_task(tmp_path: Path, store_url: str, target: Target,
                                        victim: str) -> None:
     port = free_port()
@@ -132,8 +132,8 @@ def test_kill_9_loses_no_accepted_task(tmp_path: Path, store_url: str, target: T
     assert len(children) == 3
     if victim == "parent":
         engine.kill(signal.SIGKILL)
-    else:  # every child in turn would do; the last one started is an API front
-        os.kill(children[-1], signal.SIGKILL)
+    else:  # the executor is started first, the API fronts after it
+        os.kill(children[0] if victim == "executor" else children[-1], signal.SIGKILL)
         assert engine.proc.wait(timeout=30) != 0  # the parent stops the others and exits
     eventually(lambda: not any(_alive(p) for p in children), timeout=10, interval=0.1,
                what="the children to die")
