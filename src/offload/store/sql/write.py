@@ -86,6 +86,31 @@ def _stored_run(run: NewRun) -> Run:
     )
 
 
+def is_plain(run: NewRun) -> bool:
+    """True when inserting ``run`` reads nothing first: no flow control beyond concurrency,
+    no idempotency key, no trigger events."""
+    return admission.only_concurrency(run) and run.idempotency is None and not run.event_ids
+
+
+def plain_rows(run: NewRun, run_rows: list[tuple[Any, ...]], item_rows: list[tuple[Any, ...]],
+               result: ChangeResult, wake_before: int) -> bool:
+    """Add a plain run's ``_RUN_INSERT`` and ``_ITEM_INSERT`` rows and its result entry;
+    whether one of its items is due before ``wake_before`` (the schedulers need a wake-up)."""
+    run_rows.append(_run_params(run))
+    wake = False
+    for item in run.items:
+        item.run_id = run.id
+        if run.flow is not None:
+            admission.set_item_concurrency(item, run.flow.concurrency)
+        item_rows.append(_item_params(item, item.id or new_id()))
+        if to_ms(item.due_at) <= wake_before:
+            wake = True
+    result.enqueued += len(run.items)
+    result.outcomes.append("created")
+    result.runs.append((_stored_run(run), True))
+    return wake
+
+
 class WritePath(Dialect):
     """``apply`` and the row writers it is made of."""
 
@@ -214,21 +239,11 @@ class WritePath(Dialect):
         item_rows: list[tuple[Any, ...]] = []
         wake_before = now_ms() + WAKE_WITHIN_MS
         for run in runs:
-            if (not admission.only_concurrency(run) or run.idempotency is not None
-                    or run.event_ids):
+            if not is_plain(run):
                 result.runs.append(self._insert_run(tx, run, result))
                 continue
-            run_rows.append(_run_params(run))
-            for item in run.items:
-                item.run_id = run.id
-                if run.flow is not None:
-                    admission.set_item_concurrency(item, run.flow.concurrency)
-                item_rows.append(_item_params(item, item.id or new_id()))
-                if to_ms(item.due_at) <= wake_before:
-                    tx.notify = True
-            result.enqueued += len(run.items)
-            result.outcomes.append("created")
-            result.runs.append((_stored_run(run), True))
+            if plain_rows(run, run_rows, item_rows, result, wake_before):
+                tx.notify = True
         if run_rows:
             tx.executemany(_RUN_INSERT, run_rows)
         if item_rows:
