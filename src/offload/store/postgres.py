@@ -28,7 +28,7 @@ from offload.store.base import WAKE_WITHIN_MS, Change, ChangeResult
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
 from offload.store.sql import SqlStore
-from offload.store.sql.write import is_plain, plain_rows
+from offload.store.sql.write import _ITEM_INSERT, _RUN_INSERT, is_plain, plain_rows
 
 T = TypeVar("T")
 CHANNEL = "offload_work"
@@ -38,31 +38,13 @@ _FAIL_FAST_S = 1.0
 _LOCK_ID = 0x6F66666C6F6164  # "offload": serialises migrations across engines
 
 
-def _unnest(columns: str, types: str) -> str:
-    """``INSERT INTO table (columns) SELECT`` rows given as one array parameter per column."""
-    arrays = ", ".join(f"%s::{t}[]" for t in types.split())
-    return f"({columns}) SELECT * FROM unnest({arrays})"
-
-
 _PLAIN_INGEST = (
-    # New runs without flow control (but concurrency), idempotency key or events, and
-    # their queue items: one statement, so one round trip and its own transaction
-    # (autocommit). The NOTIFY is sent at its commit when an item is due soon.
-    "WITH r AS (INSERT INTO runs " + _unnest(
-        "id, app_id, function_id, status, event_ids, input, queue, correlation_id, "
-        "replay_of, idempotency_key, state, created_at, updated_at, name, concurrency",
-        "text text text text text text text text text text text bigint bigint text text")
-    + "), i AS (INSERT INTO queue_items " + _unnest(
-        "id, kind, run_id, due_at, priority, queue, concurrency_key, payload, created_at, "
-        "concurrency_limit, concurrency_key2, concurrency_limit2",
-        "text text text bigint integer text text text bigint integer text integer")
-    + f") SELECT pg_notify('{CHANNEL}', '') WHERE %s"
-)
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Row tuples as one list per column."""
-    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+    # A new run without flow control (but concurrency), idempotency key or events, and
+    # its queue item: one statement with scalar parameters, so one round trip and its own
+    # transaction (autocommit); the NOTIFY is sent at its commit when the item is due soon.
+    f"WITH r AS ({_RUN_INSERT}), i AS ({_ITEM_INSERT}) "
+    f"SELECT pg_notify('{CHANNEL}', '') WHERE ?"
+).replace("?", "%s")
 
 
 class _PgTx(Tx):
@@ -232,8 +214,10 @@ class PostgresStore(SqlStore):
         (:mod:`offload.store.pg_commit`), anything else statement by statement."""
         if len(change.runs) == 1 and _only_plain_runs(change):
             # One task: one round trip instead of BEGIN, two INSERTs, COMMIT. Batches stay
-            # on executemany (pipelined): arrays built in Python measured slower there.
-            return await self._insert_plain(change)
+            # on executemany (pipelined): one statement over arrays measured slower there.
+            plain = await self._insert_plain(change)
+            if plain is not None:
+                return plain
         one = pg_commit.plan(change)
         if one is None:
             return await super().apply(change)
@@ -247,15 +231,17 @@ class PostgresStore(SqlStore):
             return one.result
         return await super().apply(change)  # its item holds a concurrency slot
 
-    async def _insert_plain(self, change: Change) -> ChangeResult:
+    async def _insert_plain(self, change: Change) -> ChangeResult | None:
+        """Insert one plain run with one queue item in one statement; None (nothing
+        written) for any other shape."""
         result = ChangeResult()
         run_rows: list[tuple[Any, ...]] = []
         item_rows: list[tuple[Any, ...]] = []
-        wake_before = now_ms() + WAKE_WITHIN_MS
-        wake = False
-        for run in change.runs:
-            wake |= plain_rows(run, run_rows, item_rows, result, wake_before)
-        params = [*_columns(run_rows, 15), *_columns(item_rows, 12), wake]
+        wake = plain_rows(change.runs[0], run_rows, item_rows, result,
+                          now_ms() + WAKE_WITHIN_MS)
+        if len(item_rows) != 1:
+            return None
+        params = (*run_rows[0], *item_rows[0], wake)
 
         def insert(tx: Tx) -> None:
             assert isinstance(tx, _PgTx)
