@@ -115,8 +115,7 @@ class Function:
     API and dashboard show); ``spec`` is that config parsed, what the engine reads.
 
     Sync passes the spec it parsed and the store the one it keeps per config text
-    (``store/rows.row_function``); a Function built without one parses ``config`` once
-    here (``load_function_config``).
+    (``store/rows.row_function``), so nothing parses a config twice.
     """
 
     id: str
@@ -125,13 +124,7 @@ class Function:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-    spec: FunctionConfig = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.spec is None:
-            from offload.protocol.function_config import load_function_config
-
-            object.__setattr__(self, "spec", load_function_config(self.config))
+    spec: FunctionConfig = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from offload.models import App, Function
+from offload.protocol.function_config import load_function_config
 from offload.store import open_store
 from tests.support.engine import EngineProcess
 from tests.support.poll import eventually
@@ -53,10 +54,11 @@ def _sync_function(store_url: str, app_url: str) -> None:
         at = datetime.now(UTC)
         app = App(id="crash-app", url=app_url, sdk="test", framework=None, app_version=None,
                   checksum=None, sync_error=None, synced_at=at, created_at=at, updated_at=at)
+        config = {"id": FN_ID, "name": FN_ID, "triggers": [{"event": EVENT}],
+                  "steps": {"step": {"id": "step", "name": "step", "runtime": {
+                      "type": "http", "url": f"{app_url}?fnId={FN_ID}"}}}}
         fn = Function(id=FN_ID, app_id=app.id, name=FN_ID, created_at=at, updated_at=at,
-                      config={"id": FN_ID, "name": FN_ID, "triggers": [{"event": EVENT}],
-                              "steps": {"step": {"id": "step", "name": "step", "runtime": {
-                                  "type": "http", "url": f"{app_url}?fnId={FN_ID}"}}}})
+                      config=config, spec=load_function_config(config))
         await store.app_sync(app=app, functions=[fn])
         await store.close()
     asyncio.run(sync())

@@ -10,6 +10,7 @@ from typing import Any
 from offload.engine.triggers import new_run_for
 from offload.ids import new_id, new_token
 from offload.models import Event, Function, RunStatus
+from offload.protocol.function_config import load_function_config
 from offload.store.base import Change, NewEvent
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -24,7 +25,7 @@ async def trigger(store: Any, config: dict[str, Any], data: dict[str, Any],
     """One event of ``app/ev`` starting ``config``'s function, through the trigger code."""
     event = Event(id=new_id(), name="app/ev", data=data, ts=0, received_at=at(when), user={})
     fn = Function(id="app-fn", app_id="app", name="fn", config=config, created_at=T0,
-                  updated_at=T0)
+                  updated_at=T0, spec=load_function_config(config))
     result = await store.apply(Change(
         events=[NewEvent(id=event.id, name=event.name, data=data, ts=0,
                          received_at=event.received_at, fanout=False)],

@@ -433,6 +433,7 @@ async def test_cron_tick__one_run_per_tick_and_latest_missed_only(store_url: str
     """The cron service on a real store, with time passed in instead of waited for."""
     from offload.engine.cron_service import CronService
     from offload.models import App, Function
+    from offload.protocol.function_config import load_function_config
     from offload.store import open_store
     from offload.store.base import RunFilter
 
@@ -448,7 +449,7 @@ async def test_cron_tick__one_run_per_tick_and_latest_missed_only(store_url: str
                   "steps": {"step": {"id": "step", "name": "step", "runtime": {
                       "type": "http", "url": "http://127.0.0.1:1/api/inngest?fnId=x"}}}}
         fn = Function(id="cronapp-tick", app_id="cronapp", name="tick", config=config,
-                      created_at=t0, updated_at=t0)
+                      spec=load_function_config(config), created_at=t0, updated_at=t0)
         await store.app_sync(app=app, functions=[fn])
         engines = [CronService(store, catchup=1), CronService(store, catchup=1)]
 

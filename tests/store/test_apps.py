@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from offload.models import App, Function
+from offload.protocol.function_config import load_function_config
 
 from .conftest import at
 
@@ -17,8 +18,9 @@ def _app(app_id: str = "app", checksum: str = "c1", url: str = "http://app/api",
 
 
 def _fn(fn_id: str, app_id: str = "app", config: dict[str, Any] | None = None) -> Function:
-    return Function(id=fn_id, app_id=app_id, name=fn_id.split("-")[-1],
-                    config=config or {"triggers": []}, created_at=at(0), updated_at=at(0))
+    config = config or {"triggers": []}
+    return Function(id=fn_id, app_id=app_id, name=fn_id.split("-")[-1], config=config,
+                    spec=load_function_config(config), created_at=at(0), updated_at=at(0))
 
 
 async def test_app_sync__inserts_app_and_functions(store: Any) -> None:
@@ -65,7 +67,7 @@ async def test_app_sync__url_change_is_a_change(store: Any) -> None:
 async def test_app_sync__failure_leaves_old_set(store: Any) -> None:
     await store.app_sync(app=_app(), functions=[_fn("app-a"), _fn("app-b")])
     bad = Function(id="app-c", app_id="app", name="c", config={"x": {1, 2}},  # not JSON
-                   created_at=at(0), updated_at=at(0))
+                   spec=load_function_config({}), created_at=at(0), updated_at=at(0))
     try:
         await store.app_sync(app=_app(checksum="c2"), functions=[_fn("app-d"), bad])
     except Exception:  # noqa: BLE001, S110 - any failure; the point is atomicity

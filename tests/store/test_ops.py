@@ -10,6 +10,7 @@ from typing import Any
 
 from offload.ids import new_id
 from offload.models import App, Function, ItemKind, RunStatus
+from offload.protocol.function_config import load_function_config
 from offload.store.base import Change, ConcurrencyLimit, RunFilter, RunFlow
 from offload.store.ops import Actor, AuditEntry, AuditFilter
 from tests.store.conftest import FAR, T0, at, claim_all, create_run, new_run
@@ -145,8 +146,9 @@ async def test_cron_missed_and_dead_letter_growth_are_measured(store: Any) -> No
     app = App(id="app", url="http://127.0.0.1:9/api", sdk=None, framework=None,
               app_version=None, checksum="c", sync_error=None, synced_at=created,
               created_at=created, updated_at=created)
+    config = {"triggers": [{"cron": "0 * * * *"}]}
     fn = Function(id="app-hourly", app_id="app", name="hourly", created_at=created,
-                  updated_at=created, config={"triggers": [{"cron": "0 * * * *"}]})
+                  updated_at=created, config=config, spec=load_function_config(config))
     await store.app_sync(app=app, functions=[fn])
     rule = AlertRuleIn(name="c", kind="cron_missed", function_id="app-hourly",
                        threshold=600, url="http://127.0.0.1:9/h")

@@ -24,6 +24,7 @@ from offload.config import Settings
 from offload.engine import Engine
 from offload.ids import new_id
 from offload.models import App, Function, Run
+from offload.protocol.function_config import load_function_config
 from offload.store import open_store
 from offload.store.base import Change, NewEvent, RunFilter
 from offload.store.sqlite import SqliteStore
@@ -64,7 +65,7 @@ class InProcessEngine:
                   checksum=None, sync_error=None, synced_at=at, created_at=at, updated_at=at)
         await self.store.app_sync(app=app, functions=[
             Function(id=c["id"], app_id=app_id, name=c["name"], config=c, created_at=at,
-                     updated_at=at) for c in configs])
+                     updated_at=at, spec=load_function_config(c)) for c in configs])
 
     async def send(self, name: str, data: dict[str, Any] | None = None) -> str:
         """Accept an event (as ``POST /e/{key}`` does) and handle what it starts."""

@@ -156,7 +156,7 @@ def test_load__a_stored_config_never_raises_and_keeps_what_parses() -> None:
 
 def _fn(config: dict[str, Any]) -> Function:
     return Function(id="app-fn", app_id="app", name="fn", config=config, created_at=AT,
-                    updated_at=AT)
+                    updated_at=AT, spec=load_function_config(config))
 
 
 def test_readers_use_the_parsed_config() -> None:

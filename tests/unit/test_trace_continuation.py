@@ -20,6 +20,7 @@ from offload.models import Function, Run, RunStatus
 from offload.outbound.http import build_client
 from offload.outbound.ssrf import AddressPolicy
 from offload.outbound.tracing import parse_traceparent, trace_id, traceparent
+from offload.protocol.function_config import load_function_config
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE}-b7ad6b7169203331-00"
@@ -60,9 +61,10 @@ async def test_app_call_continues_the_stored_trace_or_derives_one(
     port, seen = app_server
     client = build_client(policy=AddressPolicy(allow_loopback=True))
     executor = Executor(None, client, Settings(), runs=None)  # type: ignore[arg-type]
+    config = {"steps": {"step": {"runtime": {
+        "url": f"http://127.0.0.1:{port}/api/inngest?fnId=app-fn"}}}}
     fn = Function(id="app-fn", app_id="app", name="fn", created_at=NOW, updated_at=NOW,
-                  config={"steps": {"step": {"runtime": {
-                      "url": f"http://127.0.0.1:{port}/api/inngest?fnId=app-fn"}}}})
+                  config=config, spec=load_function_config(config))
     try:
         await executor._call(fn, _run({"traceparent": PARENT}), [], None, attempt=0)
         await executor._call(fn, _run({}), [], None, attempt=0)
