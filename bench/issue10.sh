@@ -22,8 +22,12 @@ step peers "$py" bench/peers.py --n 5000 --rate-seconds 10 --json "$out/peers.js
 # Durable functions with the official Python SDK (3 steps): runs/s, p50, engine CPU per call.
 step functions "$py" bench/functions.py --store both --runs 1000
 # SDK send while 1,000 runs are in flight, beside a raw request.
-step send-sqlite "$py" bench/send_inflight.py --store sqlite
-step send-postgres "$py" bench/send_inflight.py --store postgres
-# Every core: serve --workers 1 vs 2.
-step workers bash bench/workers_ab.sh 2
+# `serve` as users run it on this box (--workers 2: an API front beside the executor).
+step send-sqlite "$py" bench/send_inflight.py --store sqlite --workers 2
+step send-postgres "$py" bench/send_inflight.py --store postgres --workers 2
+# PostgreSQL round trips per durable call, counted on the wire.
+step round-trips "$py" bench/functions.py --store postgres --runs 300 --round-trips
+# Every core: serve --workers 1 vs 2 vs 3 (c32 raw ingest), both stores.
+step workers-sqlite env STORE=sqlite WORKERS="1 2 3" bash bench/workers_ab.sh 2
+step workers-postgres env WORKERS="1 2 3" bash bench/workers_ab.sh 2
 echo "== $(date -u +%T) done: $out" | tee -a "$out/log"
