@@ -5,12 +5,19 @@ Two kinds:
 * **Things that happen** (step durations, outbound calls by outcome, pickup lag,
   retries, store latency) are counters and histograms in this process, bumped by
   the engine through the small ``observe_*``/``count_*`` functions below. They
-  reset when the process restarts and each engine process reports its own (sum
-  them across instances in PromQL).
+  reset when the process restarts and each engine reports its own (sum them across
+  instances in PromQL). The processes of one ``serve --workers N`` count as one
+  engine: the parent names a fresh directory in ``PROMETHEUS_MULTIPROC_DIR``
+  (:func:`share_across_processes`) before starting them, each writes its values
+  there (prometheus_client's multiprocess mode) and a scrape of any API front
+  answers their sums (:class:`MultiProcessCollector`). A ``Gauge`` added here would
+  need a ``multiprocess_mode`` (``livesum`` for things in progress, ``max`` for
+  last-seen times); there is none today.
 * **Counts of stored state** (runs by status, queue depth, oldest due age,
   dead-letter size) are read from the store at scrape time by
   :class:`StoreCollector`, so every engine sharing a database reports the same
-  numbers and nothing drifts after a restart. Scrape them from one instance.
+  numbers and nothing drifts after a restart. Scrape them from one instance. They
+  are read by the process answering the scrape, once, never summed.
 
 Names follow ``offload_<noun>_<unit>`` with Prometheus suffixes. Labels never
 carry secrets, URLs, ids of single runs or error text (bounded cardinality).
@@ -18,15 +25,18 @@ carry secrets, URLs, ids of single runs or error text (bounded cardinality).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from offload import __version__
@@ -66,6 +76,28 @@ ALL_NAMES = (STEP_DURATION, OUTBOUND_REQUESTS, OUTBOUND_DURATION, PICKUP_LAG, RE
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The process's event metrics. Not the prometheus_client default registry, so importing
 offload into an app that has its own metrics adds nothing to that app's registry."""
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SHARED_DIR = os.environ.get(MULTIPROCESS_ENV) or None
+"""Read once at import, as prometheus_client does to choose where values live: set, this
+process's values are files in that directory and a scrape sums every process's files."""
+
+
+def share_across_processes(directory: Path) -> None:
+    """For the ``serve --workers`` parent, before it starts its children: their event
+    metrics go to ``directory`` (made empty now) and any one's scrape sums them all."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.db"):
+        leftover.unlink()
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+
+
+def process_exited(pid: int) -> None:
+    """For the ``serve --workers`` parent: child ``pid`` exited (drops its live gauges;
+    its counters keep counting in the sums)."""
+    directory = os.environ.get(MULTIPROCESS_ENV)
+    if directory:
+        mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 _CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -265,10 +297,14 @@ class _Scrape(Collector):
         self.store = StoreCollector(snapshot)
 
     def collect(self) -> Iterator[Metric]:
-        yield from REGISTRY.collect()
+        if _SHARED_DIR is None:
+            yield from REGISTRY.collect()
+        else:  # every process's files, this one's included (REGISTRY would repeat them)
+            yield from MultiProcessCollector(None, _SHARED_DIR).collect()  # type: ignore[no-untyped-call]
         yield from self.store.collect()
 
 
 def exposition(snapshot: StoreSnapshot) -> bytes:
-    """The text exposition of this process's metrics plus the snapshot's gauges."""
+    """The text exposition of this process's metrics (or, under ``serve --workers``, their
+    sum over its processes) plus the snapshot's gauges."""
     return generate_latest(_Scrape(snapshot))

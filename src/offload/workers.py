@@ -11,6 +11,12 @@ On PostgreSQL more than one executor is the same as engines on several machines:
 leases and fencing keep them from running an item twice and each takes its own node
 slot (:mod:`offload.engine.identity`). SQLite has one executor (one claimer per file).
 
+The parent makes a fresh temporary directory for the children (removed when it exits):
+``metrics/`` holds their Prometheus values, so a scrape of any front answers the sums
+over all processes (:func:`offload.metrics.share_across_processes`), and the fronts
+listen there for the runs other processes end, so ``/v1/runs/{id}/wait`` on a front
+answers at once (:class:`offload.wakes.RunEnds`).
+
 The parent only supervises: SIGTERM or SIGINT is passed on to every child (each drains
 like a single engine); if a child exits by itself the others are stopped and the parent
 exits with its status, for the service manager to restart. Children die with the parent
@@ -24,13 +30,17 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
+from offload import metrics, wakes
 from offload.config import Settings
 
 _PR_SET_PDEATHSIG = 1
@@ -95,6 +105,10 @@ def run(settings: Settings, workers: int, serve: Serve, execute: Execute,
 
     Returns their exit status."""
     sock = listen(settings.host, settings.port)
+    shared = Path(tempfile.mkdtemp(prefix="offload-serve-"))
+    before = {k: os.environ.get(k) for k in (wakes.DIR_ENV, metrics.MULTIPROCESS_ENV)}
+    os.environ[wakes.DIR_ENV] = str(shared)  # inherited by the children (spawn)
+    metrics.share_across_processes(shared / "metrics")
     ctx = multiprocessing.get_context("spawn")
     parent = os.getpid()
     procs: list[Any] = [
@@ -127,6 +141,8 @@ def run(settings: Settings, workers: int, serve: Serve, execute: Execute,
                 proc = next(p for p in alive if p.sentinel == sentinel)
                 proc.join()
                 alive.remove(proc)
+                if proc.pid is not None:
+                    metrics.process_exited(proc.pid)
                 if not stopping:  # a worker ended by itself: stop the others
                     status = proc.exitcode or 1
                     print(f"offload: worker {proc.name} exited with {proc.exitcode}; "
@@ -141,3 +157,9 @@ def run(settings: Settings, workers: int, serve: Serve, execute: Execute,
                 proc.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(shared, ignore_errors=True)

@@ -154,3 +154,70 @@ def test_sqlite_refuses_more_than_one_executor(tmp_path: Path) -> None:
                           "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode != 0 and "needs PostgreSQL" in out.stderr
+
+
+def _samples(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_metrics_of_any_front_sum_every_process(tmp_path: Path, store_url: str,
+                                                target: Target) -> None:
+    engine = _engine(tmp_path, store_url, free_port()).start(timeout=60)
+    try:
+        with Client(engine.url, api_key=API_KEY) as client:
+            ids = [client.create_task(f"{target.url}/m/{n}")["id"] for n in range(12)]
+            for run_id in ids:
+                assert client.wait_run(run_id, timeout=60)["status"] == "completed"
+        for _ in range(8):  # a new connection each time: whichever front accepts it
+            answer = httpx.get(f"{engine.url}/metrics",
+                               headers={"Authorization": f"Bearer {API_KEY}"})
+            assert answer.status_code == 200, answer.text
+            text = answer.text
+            # Counted by the executor, answered by a front.
+            assert _samples(text, "offload_outbound_requests_total", kind="target",
+                            outcome="success") == 12, text
+            assert _samples(text, "offload_run_ends_total", kind="task",
+                            status="completed") == 12, text
+            assert _samples(text, "offload_pickup_lag_seconds_count") >= 12, text
+            # Read from the store by the answering front once, not summed per process.
+            assert _samples(text, "offload_runs", status="completed") == 12, text
+            assert _samples(text, "offload_store_up") == 1, text
+            assert text.count("\noffload_info{") + text.startswith("offload_info{") == 1
+    finally:
+        engine.stop()
+
+
+def test_wait_on_a_front_answers_when_the_executor_ends_the_run(
+        tmp_path: Path, store_url: str, target: Target) -> None:
+    from datetime import datetime
+
+    engine = _engine(tmp_path, store_url, free_port()).start(timeout=60)
+    target.script("/late", *[(200, {}, b"ok", 0.3)] * 20)
+    try:
+        lags = []
+        for _ in range(7):
+            with Client(engine.url, api_key=API_KEY) as client:
+                run_id = client.create_task(f"{target.url}/late")["id"]
+            # A new connection: a front (the executor serves no HTTP), waiting before the
+            # run ends (the target answers after 0.3 s).
+            answer = httpx.get(f"{engine.url}/v1/runs/{run_id}/wait",
+                               params={"timeout": 30}, timeout=40,
+                               headers={"Authorization": f"Bearer {API_KEY}"})
+            returned = time.time()
+            body = answer.json()
+            assert body["status"] == "completed", body
+            ended = datetime.fromisoformat(body["ended_at"].replace("Z", "+00:00"))
+            lags.append(returned - ended.timestamp())
+        lags.sort()
+        # Without the run-end datagram a front notices at its 0.5 s poll (median ~0.25 s).
+        assert lags[3] < 0.1 and lags[-2] < 0.2, lags
+    finally:
+        engine.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from offload.engine.runs import RunLifecycle
 from offload.models import ItemKind, QueueItem
 from offload.store import Store, open_store
 from offload.store.base import Change, Fence
+from offload.wakes import RunEnds
 
 if TYPE_CHECKING:
     from offload.engine.catalog import FunctionCatalog
@@ -39,7 +41,7 @@ class Engine:
         self.vault = Vault(box_for(self.settings.secrets_key, dev=self.settings.dev,
                                    data_dir=self.settings.data_dir), self.store)
         """Stored secrets: sealed with the secrets key, opened at call time."""
-        self.runs = RunLifecycle(self.store)
+        self.runs = RunLifecycle(self.store, others=RunEnds.from_env())
         """The run lifecycle: the only code that ends runs; wakes ``/wait`` callers."""
         self.client: OutboundClient | None = None
         self._transport = transport
@@ -112,6 +114,9 @@ class Engine:
 
         self._services.append(Heartbeat(self.store, self.scheduler.owner))
         self._build_extensions()
+        if not run_scheduler and self.runs.others is not None:
+            # An API front: wake its /wait callers when the executor ends their run.
+            self.runs.others.listen(asyncio.get_running_loop(), self.runs.waiters.wake)
         if run_scheduler:
             await self._take_back_leases()
             await self.scheduler.start()
@@ -151,6 +156,8 @@ class Engine:
         if self.client is not None:
             await self.client.aclose()
         await self.store.close()
+        if self.runs.others is not None:
+            self.runs.others.close()
         self.identity.release()
         self.started = False
 

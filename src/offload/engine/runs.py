@@ -26,7 +26,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from offload import metrics
 from offload.clock import now
@@ -52,6 +52,9 @@ from offload.store.base import (
     StepWrite,
     Store,
 )
+
+if TYPE_CHECKING:
+    from offload.wakes import RunEnds
 
 CancelReason = Literal["api", "dashboard", "bulk", "start_timeout", "finish_timeout",
                        "cancel_event", "singleton"]
@@ -155,9 +158,11 @@ NewTask = Callable[[Run, Any, datetime], NewRun]
 class RunLifecycle:
     """Ends runs (the only code that does), wakes their waiters, replays and reruns."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, others: RunEnds | None = None) -> None:
         self.store = store
         self.waiters = Waiters()
+        self.others = others
+        """The other processes of ``serve --workers``, told of each run this one ends."""
 
     # -- ending --------------------------------------------------------------------------
 
@@ -236,10 +241,13 @@ class RunLifecycle:
 
     def ended(self, run_id: str, status: RunStatus | None = None, *, reason: str = "attempt",
               kind: str = "function") -> None:
-        """A run ended (committed): count it and wake its waiters in this process."""
+        """A run ended (committed): count it and wake its waiters, in this process and in
+        the API fronts of ``serve --workers`` (a datagram each, :mod:`offload.wakes`)."""
         if status is not None:
             metrics.count_run_end(kind, status.value, reason)
         self.waiters.wake(run_id)
+        if self.others is not None:
+            self.others.announce(run_id)
 
     async def wait(self, run_id: str, timeout: float) -> None:
         """Return when this process sees ``run_id`` end, or after ``timeout`` seconds."""

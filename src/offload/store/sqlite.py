@@ -13,19 +13,16 @@ lock is free (SQLite's own busy handler would sleep 1, 2, 5... ms between tries)
 busy timeout stays for other programs writing to the file. Work committed in a
 process that claims nothing is announced to the one that does with a datagram on an
 abstract unix socket named after the file (the SQLite counterpart of PostgreSQL's
-``NOTIFY``): the process whose scheduler listens binds it.
+``NOTIFY``; :mod:`offload.wakes`): the process whose scheduler listens binds it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import queue
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -38,16 +35,11 @@ from offload.errors import StoreError, StoreFullError, StoreUnavailableError
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
 from offload.store.sql import SqlStore
+from offload.wakes import Inbox, Outbox, work_address
 
 T = TypeVar("T")
 _MAX_BATCH = 512
 log = logging.getLogger("offload.store")
-
-
-def wake_address(path: Path) -> bytes:
-    """The abstract unix socket where the process claiming work from ``path`` hears of it."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return b"\0offload-wake-" + digest.encode()
 
 
 class _SqliteTx(Tx):
@@ -87,9 +79,10 @@ class SqliteStore(SqlStore):
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="offload-read")
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_in: socket.socket | None = None
+        self._wake_in: Inbox | None = None
         """Bound while this process's scheduler listens: other processes' wake-ups."""
-        self._wake_out: socket.socket | None = None
+        self._wake_out = Outbox()
+        self._wake_address = work_address(self.path)
         self._wlock: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -141,16 +134,12 @@ class SqliteStore(SqlStore):
             self._writer = None
         self._readers.shutdown(wait=True)
         if self._wake_in is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._wake_in.fileno())
             self._wake_in.close()
             self._wake_in = None
         if self._wlock is not None:
             os.close(self._wlock)
             self._wlock = None
-        if self._wake_out is not None:
-            self._wake_out.close()
-            self._wake_out = None
+        self._wake_out.close()
 
     # -- wake-ups across processes ----------------------------------------------------
 
@@ -159,35 +148,19 @@ class SqliteStore(SqlStore):
         super().add_listener(callback)
         if self._wake_in is not None:
             return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        loop = self._loop or asyncio.get_running_loop()
         try:
-            sock.bind(wake_address(self.path))
+            self._wake_in = Inbox.bind(self._wake_address, loop,
+                                       lambda _: self._notify_listeners())
         except OSError as exc:
-            sock.close()
             log.warning("another process claims work from this SQLite file; wake-ups from "
                         "other processes go to it", extra={"error": str(exc)})
-            return
-        sock.setblocking(False)
-        loop = self._loop or asyncio.get_running_loop()
-        loop.add_reader(sock.fileno(), self._drain_wakes)
-        self._wake_in = sock
-
-    def _drain_wakes(self) -> None:
-        assert self._wake_in is not None
-        with contextlib.suppress(BlockingIOError, InterruptedError):
-            while True:
-                self._wake_in.recv(64)
-        self._notify_listeners()
 
     def _send_wake(self) -> None:
         """Tell the process claiming work from this file (if any) that work was committed."""
-        if self._wake_out is None:
-            self._wake_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._wake_out.setblocking(False)
         # No one listening, or its queue full of wake-ups it has not read yet: either way
         # nothing is lost (the scheduler also looks every WAKE_WITHIN_MS).
-        with contextlib.suppress(OSError):
-            self._wake_out.sendto(b"w", wake_address(self.path))
+        self._wake_out.send(self._wake_address, b"w")
 
     # -- backend hooks -------------------------------------------------------------------
 
