@@ -3,6 +3,7 @@ key, fsync) on each store, fed by closed-loop raw keep-alive connections.
 
     .venv/bin/python bench/ingest.py BEFORE_SRC AFTER_SRC [--store sqlite|postgres]
                                      [--rounds 3] [--seconds 3] [--profile DIR]
+                                     [--batch 100]
 
 Per round and tree, interleaved: sequential ack p50 of ``POST /v1/tasks`` (one task),
 c32 answers/s of ``POST /v1/tasks`` (2 loadgen processes x 16 connections) and tasks/s of
@@ -62,7 +63,8 @@ async def main_async(args: argparse.Namespace) -> None:
     logs = scratch / "logs"
     logs.mkdir()
     one = json.dumps(TASK).encode()
-    many = json.dumps({"tasks": [TASK] * BATCH}).encode()
+    batch = args.batch
+    many = json.dumps({"tasks": [TASK] * batch}).encode()
     trees = {"before": args.before, "after": args.after}
     figures: dict[str, dict[str, list[float]]] = {t: {"p50": [], "c32": [], "batch": []}
                                                   for t in trees}
@@ -80,13 +82,13 @@ async def main_async(args: argparse.Namespace) -> None:
                                                    16, scratch))
                     with runner.py_spy(eng, spy, f"{args.store}-batch-{rnd}",
                                        args.seconds + 1.5):
-                        f["batch"].append(BATCH * await load(
+                        f["batch"].append(batch * await load(
                             eng.port, "/v1/tasks/batch", many, args.seconds, 4, scratch))
             print(f"[{rnd}] {tree}: p50 {f['p50'][-1]:.3f} ms, c32 {f['c32'][-1]:,.0f}/s, "
                   f"batch {f['batch'][-1]:,.0f} tasks/s  (load {os.getloadavg()[0]:.1f})",
                   flush=True)
     print(f"\nstore {args.store}, offload serve, {args.rounds} rounds, medians (ranges)\n")
-    print("| tree | ack p50 (ms) | c32 (req/s) | batch x100 (tasks/s) |")
+    print(f"| tree | ack p50 (ms) | c32 (req/s) | batch x{batch} (tasks/s) |")
     print("| --- | --- | --- | --- |")
     for tree, f in figures.items():
         cells = []
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--batch", type=int, default=BATCH, help="tasks per batch request")
     args = parser.parse_args()
     install_uvloop()
     asyncio.run(main_async(args))

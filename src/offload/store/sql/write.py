@@ -102,8 +102,9 @@ def plain_rows(run: NewRun, run_rows: list[tuple[Any, ...]], item_rows: list[tup
         item.run_id = run.id
         if run.flow is not None:
             admission.set_item_concurrency(item, run.flow.concurrency)
-        item_rows.append(_item_params(item, item.id or new_id()))
-        if to_ms(item.due_at) <= wake_before:
+        row = _item_params(item, item.id or new_id())
+        item_rows.append(row)
+        if row[3] <= wake_before:  # due_at in ms
             wake = True
     result.enqueued += len(run.items)
     result.outcomes.append("created")
