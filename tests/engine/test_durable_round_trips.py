@@ -15,8 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from offload.app import create_app
 from offload.clock import now
 from offload.models import ItemKind, RunStatus
 from offload.protocol.messages import FUNCTION_FINISHED_EVENT
@@ -136,3 +138,31 @@ async def test_store__fanout_if_waited_queues_only_when_a_wait_exists(store: Any
     await store.apply(Change(delete_waits_of_runs=["r1"]))
     await store.apply(Change(events=[finished("e4")]))
     assert await _event_items(store) == 0
+
+
+async def test_postgres__post_e_is_one_round_trip(
+        tmp_path: Path, counted_postgres: RoundTripCounter) -> None:
+    """``POST /e/{key}`` with one event commits the event, its fan-out item and the
+    wake-up in one round trip (was 5: BEGIN, 2 INSERTs, NOTIFY, COMMIT); a repeated
+    external id still answers the first event's id and queues nothing more."""
+    counter = counted_postgres
+    key = "evkey-round-trips-0123456789"
+    async with in_process_engine(tmp_path, counter.url, event_keys=(key,)) as eng:
+        await eng.sync(eng.app.config("three", triggers=[{"event": "t/go"}]))
+        app = create_app(eng.engine.settings, engine=eng.engine, run_scheduler=False)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://offload") as client:
+            trips: list[int] = []
+            ids: list[str] = []
+            for body in ({"name": "t/go", "data": {"n": 1}},
+                         {"name": "t/go", "data": {}, "id": "ext-1"},
+                         {"name": "t/go", "data": {}, "id": "ext-1"}):
+                before = counter.round_trips
+                response = await client.post(f"/e/{key}", json=body)
+                trips.append(counter.round_trips - before)
+                assert response.status_code == 200, response.text
+                [event_id] = response.json()["ids"]
+                ids.append(event_id)
+        assert trips[:2] == [1, 1], trips  # a new event: one statement
+        assert ids[1] == ids[2]  # the repeat answers the stored event's id
+        assert await _event_items(eng.store) == 2  # one fan-out item per new event

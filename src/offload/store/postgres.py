@@ -28,7 +28,16 @@ from offload.store.base import WAKE_WITHIN_MS, Change, ChangeResult
 from offload.store.migrate import load_migrations, pending
 from offload.store.rows import Tx
 from offload.store.sql import SqlStore
-from offload.store.sql.write import _ITEM_INSERT, _RUN_INSERT, is_plain, plain_rows
+from offload.store.sql.write import (
+    _ITEM_INSERT,
+    _RUN_INSERT,
+    EVENT_INSERT,
+    event_params,
+    is_plain,
+    plain_rows,
+    stored_event,
+    waited_item_params,
+)
 
 T = TypeVar("T")
 CHANNEL = "offload_work"
@@ -44,6 +53,16 @@ _PLAIN_INGEST = (
     # transaction (autocommit); the NOTIFY is sent at its commit when the item is due soon.
     f"WITH r AS ({_RUN_INSERT}), i AS ({_ITEM_INSERT}) "
     f"SELECT pg_notify('{CHANNEL}', '') WHERE ?"
+).replace("?", "%s")
+_PLAIN_EVENT = (
+    # One new event (deduplicated on its external id) with its fan-out item, and the
+    # NOTIFY when that item is due soon: one statement in autocommit, one round trip. The
+    # item and the NOTIFY hang on the event's insert: a duplicate writes nothing and
+    # returns no row (the caller then takes the general path, which reads the original).
+    f"WITH e AS ({EVENT_INSERT} RETURNING id), "
+    "i AS (INSERT INTO queue_items (id, kind, run_id, due_at, priority, queue, payload, "
+    "created_at) SELECT ?, 'event', NULL, ?, 0, 'default', ?, ? FROM e) "
+    f"SELECT (SELECT pg_notify('{CHANNEL}', '') WHERE ?) IS NULL FROM e"
 ).replace("?", "%s")
 
 
@@ -212,6 +231,12 @@ class PostgresStore(SqlStore):
         """Commit a change atomically; one new plain run (what ``POST /v1/tasks``
         mostly writes) and a fenced attempt's change in one round trip
         (:mod:`offload.store.pg_commit`), anything else statement by statement."""
+        if len(change.events) == 1 and _one_plain_event(change):
+            # One event (what ``POST /e`` mostly writes): one round trip instead of BEGIN,
+            # two INSERTs, NOTIFY, COMMIT.
+            event = await self._insert_plain_event(change)
+            if event is not None:
+                return event
         if len(change.runs) == 1 and _only_plain_runs(change):
             # One task: one round trip instead of BEGIN, two INSERTs, COMMIT. Batches stay
             # on executemany (pipelined): one statement over arrays measured slower there.
@@ -249,6 +274,23 @@ class PostgresStore(SqlStore):
 
         await self._run(insert, write=False)  # autocommit: the statement is the transaction
         return result
+
+    async def _insert_plain_event(self, change: Change) -> ChangeResult | None:
+        """Insert one new event with its fan-out item in one statement; None (nothing
+        written) when its external id is taken already."""
+        event = change.events[0]
+        due = event.received_at
+        params = (*event_params(event), *waited_item_params(event)[:4],
+                  to_ms(due) <= now_ms() + WAKE_WITHIN_MS)
+
+        def insert(tx: Tx) -> bool:
+            assert isinstance(tx, _PgTx)
+            tx._cur.execute(_PLAIN_EVENT, params)
+            return bool(tx._cur.fetchall())
+
+        if not await self._run(insert, write=False):  # autocommit: one transaction
+            return None
+        return ChangeResult(events=[(stored_event(event), True)], enqueued=1)
 
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         return await self._run(fn, write=True)
@@ -321,3 +363,13 @@ def _only_plain_runs(change: Change) -> bool:
     """True for a change that only inserts plain runs (see ``is_plain``): equal to a
     change with nothing but its runs, so a field added to Change later is never skipped."""
     return change == Change(runs=change.runs) and all(is_plain(run) for run in change.runs)
+
+
+def _one_plain_event(change: Change) -> bool:
+    """True for a change that only inserts one event with a plain fan-out item (queued
+    whatever waits exist): equal to a change with nothing but its events, so a field added
+    to Change later is never skipped."""
+    if len(change.events) != 1 or change != Change(events=change.events):
+        return False
+    event = change.events[0]
+    return event.fanout and not event.fanout_if_waited
