@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
-import threading
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.support.proxy import ChaosProxy
 
-class RoundTripCounter:
+
+class RoundTripCounter(ChaosProxy):
     """Forwards 127.0.0.1:<port> to the server of ``url``; ``round_trips`` counts as it goes."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        super().__init__(parts.hostname or "127.0.0.1", parts.port or 5432)
         netloc = parts.netloc.rsplit("@", 1)
         host = f"127.0.0.1:{self.port}"
         sep = "&" if parts.query else ""
@@ -35,58 +32,28 @@ class RoundTripCounter:
         self.round_trips = 0
         self.statements = 0
         """Execute and Query messages (statements sent, pipelined or not)."""
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def start(self) -> RoundTripCounter:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        super().start()
         return self
 
-    def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            writer.close()
-            return
-
-        async def client_to_server() -> None:
-            with contextlib.suppress(Exception):
-                head = await reader.readexactly(4)  # the startup message has no type byte
+    async def forward_up(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        """Forward the client's messages one by one, counting Sync/Query (round trips)."""
+        with contextlib.suppress(Exception):
+            head = await src.readexactly(4)  # the startup message has no type byte
+            (size,) = struct.unpack("!i", head)
+            dst.write(head + await src.readexactly(size - 4))
+            while True:
+                kind = await src.readexactly(1)
+                head = await src.readexactly(4)
                 (size,) = struct.unpack("!i", head)
-                up_writer.write(head + await reader.readexactly(size - 4))
-                while True:
-                    kind = await reader.readexactly(1)
-                    head = await reader.readexactly(4)
-                    (size,) = struct.unpack("!i", head)
-                    body = await reader.readexactly(size - 4)
-                    if kind in (b"S", b"Q"):
-                        self.round_trips += 1
-                    if kind in (b"E", b"Q"):
-                        self.statements += 1
-                    up_writer.write(kind + head + body)
-                    if kind in (b"S", b"Q", b"X", b"H"):
-                        await up_writer.drain()
-            with contextlib.suppress(Exception):
-                up_writer.close()
-
-        async def server_to_client() -> None:
-            with contextlib.suppress(Exception):
-                while data := await up_reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            with contextlib.suppress(Exception):
-                writer.close()
-
-        await asyncio.gather(client_to_server(), server_to_client())
+                body = await src.readexactly(size - 4)
+                if kind in (b"S", b"Q"):
+                    self.round_trips += 1
+                if kind in (b"E", b"Q"):
+                    self.statements += 1
+                dst.write(kind + head + body)
+                if kind in (b"S", b"Q", b"X", b"H"):
+                    await dst.drain()
+        with contextlib.suppress(Exception):
+            dst.close()

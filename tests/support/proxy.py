@@ -9,6 +9,16 @@ import threading
 from tests.support.engine import free_port
 
 
+async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy ``src`` to ``dst`` until either side closes, then close ``dst``."""
+    with contextlib.suppress(Exception):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    with contextlib.suppress(Exception):
+        dst.close()
+
+
 class ChaosProxy:
     """Forwards 127.0.0.1:<port> to ``upstream``. ``cut()`` drops every connection and refuses
     new ones until ``restore()``."""
@@ -39,17 +49,12 @@ class ChaosProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(Exception):
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(self.forward_up(reader, up_writer), pipe(up_reader, writer))
         self._writers -= {writer, up_writer}
+
+    async def forward_up(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        """Client to upstream: a plain pipe here; subclasses may read the stream as it goes."""
+        await pipe(src, dst)
 
     async def _cut(self) -> None:
         if self._server is not None:
