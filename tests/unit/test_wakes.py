@@ -27,8 +27,11 @@ async def test_a_run_end_reaches_every_other_listener_and_skips_dead_ones() -> N
         executor.announce("run_b")
         got = {await asyncio.wait_for(heard.get(), 2), await asyncio.wait_for(heard.get(), 2)}
         assert got == {"run_a", "run_b"}
-        front.announce("run_c")  # a process does not wake itself
-        await asyncio.sleep(0.05)
+        # A process does not wake itself: had run_c reached the front's own socket, it
+        # would be queued there before run_d (a unix datagram is queued when sent).
+        front.announce("run_c")
+        executor.announce("run_d")
+        assert await asyncio.wait_for(heard.get(), 2) == "run_d"
         assert heard.empty()
         front.close()
         executor.close()
