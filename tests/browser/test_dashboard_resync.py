@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser.test_dashboard import browser, page  # noqa: F401 - fixtures
 from tests.support.engine import EngineProcess, free_port
-from tests.support.poll import eventually
+from tests.support.poll import answers, eventually
 
 pytestmark = pytest.mark.browser
 
@@ -42,21 +42,13 @@ def app(engine: EngineProcess, tmp_path: Path) -> Iterator[subprocess.Popen[byte
     proc = subprocess.Popen([sys.executable, str(APP_SCRIPT), "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    eventually(lambda: _up(f"{url}/counts"), timeout=20, what="the app")
+    eventually(lambda: answers(f"{url}/counts"), timeout=20, what="the app")
     synced = httpx.post(f"{engine.url}/v1/apps", json={"url": f"{url}/api/inngest"},
                         timeout=30)
     assert synced.status_code == 200, synced.text
     yield proc
     proc.kill()
     proc.wait()
-
-
-def _up(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def _app(engine: EngineProcess) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import postgres_schema
 from tests.support.engine import EngineProcess, free_port
-from tests.support.poll import eventually
+from tests.support.poll import answers, eventually
 
 APP_SCRIPT = Path(__file__).parent / "apps" / "lifecycle_app.py"
 
@@ -89,14 +89,6 @@ class Setup:
         return run
 
 
-def _up(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Setup]:
@@ -115,7 +107,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                             env=app_env, stdout=log, stderr=subprocess.STDOUT)
     s = Setup(engine, f"http://127.0.0.1:{app_port}")
     try:
-        eventually(lambda: _up(f"{s.app_url}/counts"), timeout=20, what="the app")
+        eventually(lambda: answers(f"{s.app_url}/counts"), timeout=20, what="the app")
         synced = s.api("POST", "/v1/apps", json={"url": f"{s.app_url}/api/inngest"})
         assert synced.status_code == 200, synced.text
         yield s
