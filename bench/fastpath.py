@@ -60,16 +60,16 @@ async def sequential(port: int, request: bytes, n: int = 1000) -> float:
     return runner.pct(lat, 50)
 
 
-async def concurrent(port: int, request: bytes, seconds: float, scratch: Path) -> float:
-    """32 connections over 2 loadgen processes, closed loop; answers per second."""
-    head, _, body = request.partition(b"\r\n\r\n")
-    path = head.split(b" ")[1].decode()
-    body_file = scratch / f"body-{abs(hash(request))}.json"
+async def load(port: int, path: str, body: bytes, seconds: float, conns: int,
+               scratch: Path) -> float:
+    """2 loadgen processes x ``conns`` connections, closed loop, POSTing ``body`` to
+    ``path``; answers per second."""
+    body_file = scratch / f"body-{abs(hash(body))}.json"
     body_file.write_bytes(body)
     start_at = time.time() + 1.0
     procs = [await asyncio.create_subprocess_exec(
         runner.PY, str(BENCH / "loadgen.py"), "--port", str(port), "--path", path,
-        "--body-file", str(body_file), "--conns", "16", "--start-at", repr(start_at),
+        "--body-file", str(body_file), "--conns", str(conns), "--start-at", repr(start_at),
         "--warmup", "0.5", "--duration", str(seconds),
         "--header", f"Authorization: Bearer {runner.BENCH_KEY}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for _ in range(2)]
@@ -83,6 +83,12 @@ async def concurrent(port: int, request: bytes, seconds: float, scratch: Path) -
         if result["errors"]:
             raise RuntimeError(f"errors: {result['statuses']}")
     return ok / seconds
+
+
+async def concurrent(port: int, request: bytes, seconds: float, scratch: Path) -> float:
+    """32 connections over 2 loadgen processes, closed loop; answers per second."""
+    head, _, body = request.partition(b"\r\n\r\n")
+    return await load(port, head.split(b" ")[1].decode(), body, seconds, 16, scratch)
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -23,43 +23,19 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import run as runner  # noqa: E402
-from fastpath import _request, sequential  # noqa: E402
+from fastpath import _request, load, sequential  # noqa: E402
 from rawhttp import install_uvloop  # noqa: E402
 
 TASK = {"url": "https://example.com/hook", "body": {"n": 1}, "delay": 3600}
 BATCH = 100
 EVENT_KEY = "evkey-bench-0123456789abcdef"
 EVENT = {"name": "bench/ingest", "data": {"n": 1}}
-
-
-async def load(port: int, path: str, body: bytes, seconds: float, conns: int,
-               scratch: Path) -> float:
-    body_file = scratch / f"body-{abs(hash(body))}.json"
-    body_file.write_bytes(body)
-    start_at = time.time() + 1.0
-    procs = [await asyncio.create_subprocess_exec(
-        runner.PY, str(BENCH / "loadgen.py"), "--port", str(port), "--path", path,
-        "--body-file", str(body_file), "--conns", str(conns), "--start-at", repr(start_at),
-        "--warmup", "0.5", "--duration", str(seconds),
-        "--header", f"Authorization: Bearer {runner.BENCH_KEY}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE) for _ in range(2)]
-    ok = 0
-    for p in procs:
-        out, err = await p.communicate()
-        if p.returncode != 0:
-            raise RuntimeError(err.decode()[-1000:])
-        result = json.loads(out)
-        if result["errors"]:
-            raise RuntimeError(f"errors: {result['statuses']}")
-        ok += result["ok"]
-    return ok / seconds
 
 
 async def main_async(args: argparse.Namespace) -> None:
